@@ -1,0 +1,46 @@
+"""Exceptions raised by the agent.
+
+    AgentError
+    ├── ConfigError        a config key has a wrong value (names key, value, expectation)
+    ├── SensorError        a driver failed to read; the sampler disables and reports it
+    ├── StoreError         the local store could not read or write
+    └── ModelSlotError     a candidate model was refused; the serving model is unchanged
+
+Third-party exceptions (sqlite3, smbus2, paho, LiteRT) are translated into these at the module
+that talks to the library, so callers only ever catch ``AgentError`` subclasses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AgentError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError, ValueError):
+    """A configuration value is wrong.
+
+    The message follows the Keras style: what was expected, then what was received, e.g.
+    ``sampling.interval_s: expected a positive number. Received: interval_s=-3``.
+    """
+
+    def __init__(self, key: str, value: Any, expected: str) -> None:
+        self.key = key
+        self.value = value
+        self.expected = expected
+        leaf = key.rsplit(".", 1)[-1]
+        super().__init__(f"{key}: expected {expected}. Received: {leaf}={value!r}")
+
+
+class SensorError(AgentError):
+    """A sensor driver could not produce a reading."""
+
+
+class StoreError(AgentError):
+    """The local store failed (disk full, corrupt database, bad query)."""
+
+
+class ModelSlotError(AgentError):
+    """A candidate model failed verification and was not swapped in."""
