@@ -1,0 +1,126 @@
+"""The training entry point: learning, FedProx, frozen base, normalisation, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models import families, synthetic
+from models.errors import SpecError
+from models.normalization import has_identity_stats
+from models.training import TrainConfig, encode_labels, evaluate, fit, set_weights
+
+
+def _distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return float(sum(np.sum((x - y) ** 2) for x, y in zip(a, b, strict=True)))
+
+
+@pytest.mark.parametrize(("family", "task", "metric", "good"), [
+    ("mlp", "classify", "accuracy", 0.8),
+    ("mlp", "regress", "mae", 0.6),
+    ("cnn1d", "classify", "accuracy", 0.9),
+    ("tiny_cnn", "classify", "accuracy", 0.9),
+])  # fmt: skip
+def test_families_learn_their_synthetic_task(trained, family, task, metric, good) -> None:  # type: ignore[no-untyped-def]
+    t = trained(family, task)
+    held = evaluate(t.model, t.spec, (t.held.x, t.held.y))
+    assert held["examples"] == len(t.held.x)
+    if metric == "accuracy":
+        chance = 1 / t.spec.n_outputs
+        assert held[metric] >= max(good, chance + 0.3), held
+    else:
+        assert held[metric] <= good, held
+    assert t.metrics["examples"] == len(t.train.x)
+    assert t.metrics["duration_s"] > 0
+
+
+def test_autoencoder_scores_anomalies_higher(trained) -> None:  # type: ignore[no-untyped-def]
+    from models.training import predict
+
+    t = trained("autoencoder", "anomaly")
+    normal = predict(t.model, t.held.x)[:, 0]
+    odd = t.held.x.copy()
+    odd[:, 4] += 600  # CO2 far from what temperature predicts
+    assert np.median(predict(t.model, odd)[:, 0]) > 5 * np.median(normal)
+
+
+def test_normalisation_adapted_from_local_data() -> None:
+    ds = synthetic.make("mlp", "classify", n=200)
+    model = families.build(ds.spec)
+    assert has_identity_stats(model)
+    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=1))
+    mean, var = model.get_layer("standardize").get_weights()
+    np.testing.assert_allclose(mean, ds.x.mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(var, ds.x.var(axis=0), rtol=1e-3)
+
+
+def test_fedprox_mu_keeps_weights_near_global() -> None:
+    ds = synthetic.make("mlp", "classify", n=300, seed=3)
+    base = families.build(ds.spec)
+    fit(base, ds.spec, (ds.x[:50], ds.y[:50]), TrainConfig(epochs=1))
+    global_w = base.get_weights()
+    drift = {}
+    for mu in (0.0, 5.0):
+        model = families.build(ds.spec)
+        set_weights(model, global_w)
+        cfg = TrainConfig(epochs=5, learning_rate=1e-2, mu=mu)
+        result = fit(model, ds.spec, (ds.x, ds.y), cfg, global_weights=global_w)
+        drift[mu] = _distance(result.weights, global_w)
+    assert drift[5.0] < 0.5 * drift[0.0], drift
+
+
+def test_freeze_base_trains_only_the_head() -> None:
+    ds = synthetic.make("mlp", "classify", n=200)
+    model = families.build(ds.spec)
+    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=1))
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
+    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=2, learning_rate=1e-2, freeze_base=True))
+    for layer in model.layers:
+        changed = any(
+            not np.array_equal(a, b)
+            for a, b in zip(before[layer.name], layer.get_weights(), strict=True)
+        )
+        assert changed == layer.name.startswith("head"), layer.name
+    assert all(layer.trainable for layer in model.layers)  # restored afterwards
+
+
+def test_validation_metrics_reported() -> None:
+    ds = synthetic.make("mlp", "classify", n=200)
+    train, held = ds.split()
+    model = families.build(ds.spec)
+    r = fit(model, ds.spec, (train.x, train.y), TrainConfig(), validation=(held.x, held.y))
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "examples"} <= set(r.metrics)
+
+
+@pytest.mark.parametrize(("mutate", "fragment"), [
+    (lambda x, y: (x[:, :3], y), "expected x of shape (N, 5). Received: x.shape=(50, 3)"),
+    (lambda x, y: (np.where(x > 1000, np.nan, x), y), "expected finite values"),
+    (lambda x, y: (x, y[:10]), "expected 50 targets"),
+    (lambda x, y: (x, y + 7), "integer class indices in [0, 3)"),
+])  # fmt: skip
+def test_bad_training_data_named(mutate, fragment) -> None:  # type: ignore[no-untyped-def]
+    ds = synthetic.make("mlp", "classify", n=50)
+    model = families.build(ds.spec)
+    with pytest.raises(SpecError) as err:
+        fit(model, ds.spec, mutate(ds.x, ds.y))
+    assert fragment in str(err.value)
+
+
+def test_bad_config_and_labels() -> None:
+    with pytest.raises(SpecError, match=r"positive integer\. Received: epochs=0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(SpecError, match=r"Received: mu=-1"):
+        TrainConfig(mu=-1)
+    spec = synthetic.make("mlp", "classify", n=8).spec
+    assert encode_labels(spec, ["occupied", "empty"]).tolist() == [1, 0]
+    with pytest.raises(SpecError, match=r"Received: label='party'"):
+        encode_labels(spec, ["empty", "party"])
+
+
+def test_set_weights_names_the_mismatch() -> None:
+    spec = synthetic.make("mlp", "classify", n=8).spec
+    model = families.build(spec)
+    weights = model.get_weights()
+    weights[2] = np.zeros((3, 3), np.float32)
+    with pytest.raises(SpecError, match=r"expected weights\[2\] of shape"):
+        set_weights(model, weights)
