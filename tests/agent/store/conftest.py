@@ -1,0 +1,66 @@
+"""Fixtures shared by the store tests: a fake clock and a factory for either store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.store import MemoryStore, SqliteStore, Store, StoreOptions
+from agent.types import Sample
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+StoreFactory = Callable[..., Store]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def make_store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[StoreFactory]:
+    """Build a store of the parametrised kind; every store built is closed at teardown."""
+    built: list[Store] = []
+
+    def factory(**limits: Any) -> Store:
+        limits.setdefault("retention_interval_s", 0.0)
+        options = StoreOptions(path=tmp_path / f"store-{len(built)}.db", **limits)
+        store: Store
+        if request.param == "sqlite":
+            store = SqliteStore(options, clock=clock)
+        else:
+            store = MemoryStore(options, clock=clock)
+        built.append(store)
+        return store
+
+    yield factory
+    for store in built:
+        store.close()
+
+
+def ramp(
+    n: int, *, start: float = 0.0, step: float = 1.0, label: str | None = None
+) -> list[Sample]:
+    """``n`` samples with a = i, b = 10 * i at ts = start + i * step."""
+    return [
+        Sample(ts=start + i * step, values={"a": float(i), "b": 10.0 * i}, label=label)
+        for i in range(n)
+    ]
