@@ -2,6 +2,7 @@
 
     AgentError
     ├── ConfigError        a config key has a wrong value (names key, value, expectation)
+    ├── InvalidConfig      a config file with one or more ConfigErrors (or bad TOML)
     ├── SensorError        a driver failed to read; the sampler disables and reports it
     ├── StoreError         the local store could not read or write
     └── ModelSlotError     a candidate model was refused; the serving model is unchanged
@@ -32,6 +33,16 @@ class ConfigError(AgentError, ValueError):
         self.expected = expected
         leaf = key.rsplit(".", 1)[-1]
         super().__init__(f"{key}: expected {expected}. Received: {leaf}={value!r}")
+
+
+class InvalidConfig(AgentError):
+    """A configuration file is unusable; ``errors`` lists every wrong key found."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        lines = "\n".join(f"  - {e}" for e in errors)
+        super().__init__(f"{source}: {len(errors)} problem(s):\n{lines}")
 
 
 class SensorError(AgentError):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from agent.errors import SensorError
+from agent.options import Options
 from agent.sensors.base import Clock, DriverBase, Feature
 from agent.sensors.bme280_compensation import (
     CALIB_00_LEN,
@@ -31,7 +32,6 @@ from agent.sensors.bme280_compensation import (
     Calibration,
     compensate,
 )
-from agent.sensors.options import Options
 from agent.types import Reading
 
 logger = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.options import Options
 from agent.sensors import registry
 from agent.sensors.base import Clock, SensorDriver
-from agent.sensors.options import Options
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 COMMON_KEYS = frozenset({"driver", "interval_s", "timeout_s", "max_age_s", "ranges", "enabled"})

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from agent.errors import SensorError
+from agent.options import Options
 from agent.sensors.base import Clock, DriverBase, Feature
-from agent.sensors.options import Options
 from agent.types import Reading
 
 logger = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from agent.errors import SensorError
+from agent.options import Options
 from agent.sensors.base import Clock, DriverBase, Feature
-from agent.sensors.options import Options
 from agent.types import Reading
 
 logger = logging.getLogger(__name__)

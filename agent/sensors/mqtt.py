@@ -29,9 +29,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.errors import SensorError
+from agent.options import Options
 from agent.sensors import payload
 from agent.sensors.base import Clock, DriverBase, Feature
-from agent.sensors.options import Options
 from agent.types import Reading
 
 logger = logging.getLogger(__name__)

@@ -100,6 +100,11 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="sensor-sampler", daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """True while the sampling thread is alive (the watchdog's sign of progress)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop polling (promptly: an in-flight tick stops waiting) and close the drivers."""
         self._stop.set()

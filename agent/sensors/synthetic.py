@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from agent.options import Options
 from agent.sensors.base import Clock, DriverBase, Feature
-from agent.sensors.options import Options
 from agent.types import Reading
 
 FEATURES = (

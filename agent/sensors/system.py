@@ -21,8 +21,8 @@ from typing import Any
 import psutil
 
 from agent.errors import SensorError
+from agent.options import Options
 from agent.sensors.base import Clock, DriverBase, Feature
-from agent.sensors.options import Options
 from agent.types import Reading
 
 logger = logging.getLogger(__name__)

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from agent.errors import ConfigError
+from agent.options import Options
 from agent.sensors import build_sensors, get, names, register, registry
 from agent.sensors.base import Clock, DriverBase, Feature
 from agent.sensors.config import SensorConfig
-from agent.sensors.options import Options
 from agent.sensors.synthetic import SyntheticDriver
 from agent.types import Reading
 

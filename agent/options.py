@@ -1,4 +1,4 @@
-"""Reading a driver's option table with Keras-style errors.
+"""Reading a config table with Keras-style errors (sensor options, agent sections).
 
 Each getter takes the option, checks it and marks it used; ``done()`` then refuses any option
 the driver did not ask for, so a typo (``adress = 0x76``) is named instead of ignored::

@@ -1,0 +1,16 @@
+"""Exit codes of ``orchard-agent`` (the unit's ``RestartPreventExitStatus=`` uses them).
+
+| code | meaning                                      | systemd restarts? |
+|------|----------------------------------------------|-------------------|
+| 0    | clean stop (SIGTERM/SIGINT)                  | no                |
+| 1    | runtime failure (store, HTTP bind, crash)    | yes               |
+| 2    | command-line usage error (typer)             | no                |
+| 78   | configuration error (``EX_CONFIG``)          | no: fix the file  |
+"""
+
+from __future__ import annotations
+
+OK = 0
+RUNTIME_FAILURE = 1
+USAGE = 2
+CONFIG_ERROR = 78
