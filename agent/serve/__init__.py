@@ -1,0 +1,26 @@
+"""The local prediction endpoint (DESIGN §3.1).
+
+slots = ModelSlots(Path("/var/lib/orchard/models"))
+slots.load()
+app = create_app(slots=slots, store=store, metrics=AgentMetrics(), settings=settings)
+server = HttpServer(app, settings)
+server.start()          # uvicorn in a thread
+...
+server.stop()
+
+app.py        routes and the OpenAPI schema
+predict.py    POST /api/predict and GET /api/predict/latest, free of FastAPI
+inputs.py     request bodies to float32 batches, errors naming the field
+results.py    model outputs to results by task
+guard.py      bearer token and body limit (pure ASGI middleware)
+settings.py   the [http] table
+server.py     uvicorn in a background thread
+"""
+
+from __future__ import annotations
+
+from agent.serve.app import create_app
+from agent.serve.server import HttpServer
+from agent.serve.settings import HttpSettings
+
+__all__ = ["HttpServer", "HttpSettings", "create_app"]

@@ -1,0 +1,101 @@
+"""Run the app under uvicorn in a background thread; the agent's main thread supervises.
+
+The socket is bound here, before uvicorn starts, so a busy port is a clear ``ConfigError`` in
+the caller rather than a ``sys.exit`` inside uvicorn's thread, and port 0 (tests) is resolved.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+import uvicorn
+from fastapi import FastAPI
+
+from agent.errors import AgentError, ConfigError
+from agent.serve.settings import HttpSettings
+
+logger = logging.getLogger(__name__)
+
+
+class HttpServer:
+    def __init__(self, app: FastAPI, settings: HttpSettings, *, log_level: str = "warning") -> None:
+        self.settings = settings
+        self._config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+            ws="none",  # no websockets: nothing to serve, nothing to import
+            server_header=False,
+            timeout_keep_alive=30,
+            limit_concurrency=64,  # a board answers a few clients; beyond that, 503
+        )
+        self._server = uvicorn.Server(self._config)
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+
+    @property
+    def port(self) -> int:
+        if self._sock is None:
+            raise AgentError("the HTTP server is not started")
+        return int(self._sock.getsockname()[1])
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def url(self) -> str:
+        host = self.settings.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Bind, start serving in a thread and wait until uvicorn accepts connections."""
+        if not self.settings.loopback and self.settings.token is None:
+            logger.warning("serving predictions on %s without a token", self.settings.host)
+        self._sock = _bind(self.settings)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name="orchard-http"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise AgentError(f"the HTTP server did not start within {timeout:g} s")
+            time.sleep(0.005)
+        logger.info("serving predictions on %s", self.url)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+
+
+def _bind(settings: HttpSettings) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        raise ConfigError(
+            "http.port", settings.port, f"a free port on {settings.host} ({exc.strerror or exc})"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
