@@ -1,12 +1,81 @@
-"""``orchard-agent``: the always-on board process. Never imports TensorFlow."""
+"""``orchard-agent``: the always-on board process. Never imports TensorFlow.
+
+Exit codes are in ``agent.exit_codes`` (78 = configuration error, not restarted by systemd).
+"""
 
 from __future__ import annotations
 
+import logging
 import platform
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
 
 import typer
 
+from agent import exit_codes
+
 app = typer.Typer(help="Orchard agent: runs on the board.", no_args_is_help=True)
+DEFAULT_CONFIG = Path("/etc/orchard/agent.toml")
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    """Orchard agent."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command("check-config")
+def check_config(
+    path: Path = typer.Argument(DEFAULT_CONFIG, help="The agent.toml to check."),
+) -> None:
+    """Validate a config file; name every wrong key, its value and what was expected."""
+    from agent import config
+    from agent.errors import InvalidConfig
+
+    try:
+        cfg = config.load(path)
+    except InvalidConfig as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(exit_codes.CONFIG_ERROR) from exc
+    sensors = ", ".join(f"{s.name} ({s.driver})" for s in cfg.sensors)
+    typer.echo(f"{path}: OK — device {cfg.device_id}, sensors: {sensors}")
+    typer.echo(
+        f"  store {cfg.store.path}, models {cfg.models.dir}, http {cfg.http.host}:{cfg.http.port}"
+    )
+
+
+@app.command()
+def run(
+    config_path: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="agent.toml"),
+) -> None:
+    """Run the agent: sample sensors, keep the store, serve predictions (until SIGTERM)."""
+    from agent import config
+    from agent.errors import AgentError, InvalidConfig
+    from agent.runner import AgentRunner
+
+    try:
+        cfg = config.load(config_path)
+    except InvalidConfig as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(exit_codes.CONFIG_ERROR) from exc
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger(__name__).info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        AgentRunner(cfg).run(stop)
+    except AgentError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(exit_codes.RUNTIME_FAILURE) from exc
 
 
 @app.command()
@@ -24,11 +93,6 @@ def version() -> None:
         runtime = f"none ({exc})"
     typer.echo(f"orchard-agent {dist_version('orchard-fl')} (Python {platform.python_version()})")
     typer.echo(f"inference runtime: {runtime}")
-
-
-@app.callback()
-def _main() -> None:
-    """Orchard agent."""
 
 
 def main() -> None:

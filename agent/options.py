@@ -35,7 +35,7 @@ class Options:
         return option in self._raw
 
     def key(self, option: str) -> str:
-        return f"{self.prefix}.{option}"
+        return f"{self.prefix}.{option}" if self.prefix else option
 
     def error(self, option: str, value: Any, expected: str) -> ConfigError:
         return ConfigError(self.key(option), value, expected)

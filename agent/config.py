@@ -1,0 +1,274 @@
+"""``agent.toml``: load, validate, and name every wrong key.
+
+Every key has a default where one makes sense; a minimal file is ``device_id = "pi-1"`` plus
+one ``[sensors.NAME]`` table. Paths default under ``state_dir`` (``/var/lib/orchard``).
+
+    device_id = "kitchen-pi"
+    state_dir = "/var/lib/orchard"
+
+    [sensors.room]
+    driver = "bme280"
+    interval_s = 10
+
+    [store]          # max_rows, max_age_s, max_bytes, synchronous
+    [models]         # dir, num_threads, latency_bound_ms
+    [http]           # host, port, token, max_body_bytes, lan
+    [mqtt]           # host, port, protocol, username, password, tls_*, health_interval_s
+    [training]       # memory_mb, cpu_quota_pct, max_seconds, max_temp_c, allowed_hours, nice
+    [sampling]       # max_consecutive_errors, retry_disabled_s
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import time
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.errors import AgentError, ConfigError, InvalidConfig
+from agent.options import Options
+from agent.sensors.config import SensorConfig, build_sensors
+from agent.sensors.sampler import SamplerConfig
+from agent.serve.settings import HttpSettings
+from agent.store.options import StoreOptions
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_SECTIONS = ("sensors", "store", "models", "http", "mqtt", "training", "sampling")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    dir: Path
+    num_threads: int = 1
+    latency_bound_ms: float = 50.0
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any], state_dir: Path) -> ModelSettings:
+        o = Options("models", table)
+        settings = cls(
+            dir=Path(o.get_raw("dir", str(state_dir / "models"))),
+            num_threads=o.get_int("num_threads", 1, low=1, high=16),
+            latency_bound_ms=o.get_float("latency_bound_ms", 50.0, positive=True),
+        )
+        o.done()
+        return settings
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """Broker connection for health (used by the health reporter). ``host=None``: disabled."""
+
+    host: str | None = None
+    port: int = 1883
+    protocol: str = "auto"  # "auto" tries MQTT 5 and falls back to 3.1.1
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    keepalive_s: int = 30
+    health_interval_s: float = 30.0
+    topic_prefix: str = "orchard/v1"
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> MqttSettings:
+        o = Options("mqtt", table)
+        tls_default = 8883 if table.get("tls_ca") else 1883
+        settings = cls(
+            host=o.optional_str("host"),
+            port=o.get_int("port", tls_default, low=1, high=65535),
+            protocol=o.get_str("protocol", "auto", choices=("auto", "5", "3.1.1")),
+            username=o.optional_str("username"),
+            password=o.optional_str("password"),
+            tls_ca=o.optional_str("tls_ca"),
+            tls_cert=o.optional_str("tls_cert"),
+            tls_key=o.optional_str("tls_key"),
+            keepalive_s=o.get_int("keepalive_s", 30, low=5, high=3600),
+            health_interval_s=o.get_float("health_interval_s", 30.0, low=1.0),
+            topic_prefix=o.get_str("topic_prefix", "orchard/v1"),
+        )
+        o.done()
+        if (settings.tls_cert is None) != (settings.tls_key is None):
+            raise ConfigError("mqtt.tls_key", settings.tls_key, "tls_cert and tls_key together")
+        return settings
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """What a training round may use on this board (enforced by the trainer's supervisor)."""
+
+    memory_mb: int = 768
+    cpu_quota_pct: int = 50
+    max_seconds: float = 600.0
+    max_temp_c: float = 75.0
+    skip_when_throttled: bool = True
+    allowed_hours: tuple[int, int] = (0, 24)
+    nice: int = 10
+    idle_timeout_s: float = 300.0
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> TrainingBudget:
+        o = Options("training", table)
+        hours = o.get_raw("allowed_hours", [0, 24])
+        if not (
+            isinstance(hours, list | tuple)
+            and len(hours) == 2
+            and all(isinstance(h, int) and not isinstance(h, bool) for h in hours)
+            and 0 <= hours[0] < hours[1] <= 24
+        ):
+            raise o.error("allowed_hours", hours, "[start, end] hours with 0 <= start < end <= 24")
+        budget = cls(
+            memory_mb=o.get_int("memory_mb", 768, low=64),
+            cpu_quota_pct=o.get_int("cpu_quota_pct", 50, low=1, high=400),
+            max_seconds=o.get_float("max_seconds", 600.0, positive=True),
+            max_temp_c=o.get_float("max_temp_c", 75.0, low=30.0, high=110.0),
+            skip_when_throttled=o.get_bool("skip_when_throttled", True),
+            allowed_hours=(int(hours[0]), int(hours[1])),
+            nice=o.get_int("nice", 10, low=0, high=19),
+            idle_timeout_s=o.get_float("idle_timeout_s", 300.0, positive=True),
+        )
+        o.done()
+        return budget
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    device_id: str
+    fleet: str | None
+    state_dir: Path
+    sensors: tuple[SensorConfig, ...]
+    store: StoreOptions
+    models: ModelSettings
+    http: HttpSettings
+    mqtt: MqttSettings
+    training: TrainingBudget
+    sampling: SamplerConfig
+    sensor_tables: Mapping[str, Any]
+    source: str = "<defaults>"
+
+
+def _sampling(table: Mapping[str, Any]) -> SamplerConfig:
+    o = Options("sampling", table)
+    cfg = SamplerConfig(
+        max_consecutive_errors=o.get_int("max_consecutive_errors", 5, low=1),
+        retry_disabled_s=o.get_float("retry_disabled_s", 300.0, positive=True),
+    )
+    o.done()
+    return cfg
+
+
+def _store(table: Mapping[str, Any], state_dir: Path) -> StoreOptions:
+    values = dict(table)
+    values.setdefault("path", str(state_dir / "store.db"))
+    values.setdefault("max_bytes", 512 * 1024 * 1024)
+    return StoreOptions.from_mapping(values)
+
+
+def _table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, value, f"a table ([{name}])")
+    return value
+
+
+class _Collector:
+    """Collect ``ConfigError``s so one run names every wrong key, not just the first."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    @contextlib.contextmanager
+    def section(self) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError as exc:
+            self.errors.append(str(exc))
+
+
+def _sensors(sensor_tables: Mapping[str, Any], check: _Collector) -> tuple[SensorConfig, ...]:
+    sensors: list[SensorConfig] = []
+    if not sensor_tables:
+        check.errors.append(str(ConfigError("sensors", {}, "at least one [sensors.NAME] table")))
+        return ()
+    for name, table in sensor_tables.items():
+        if not isinstance(table, Mapping):
+            check.errors.append(str(ConfigError(f"sensors.{name}", table, "a table")))
+            continue
+        with check.section():
+            sensors.append(SensorConfig.from_table(name, table))
+    if len(sensors) == len(sensor_tables):
+        # Build the drivers once to check their options (no hardware or network is touched).
+        with check.section():
+            for sensor in build_sensors(sensor_tables, clock=time.time):
+                sensor.driver.close()
+    return tuple(sensors)
+
+
+def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> AgentConfig:
+    """Validate a parsed ``agent.toml``; ``InvalidConfig`` lists every wrong key found."""
+    check = _Collector()
+    top = Options("", {k: v for k, v in data.items() if k not in _SECTIONS})
+    device_id, fleet, state_dir = "invalid", None, Path(".")
+    with check.section():
+        device_id = top.get_str("device_id", socket.gethostname())
+        if not _ID.match(device_id):
+            raise ConfigError("device_id", device_id, "letters, digits, '.', '_' or '-'")
+    with check.section():
+        fleet = top.optional_str("fleet")
+    with check.section():
+        state_dir = Path(top.get_str("state_dir", "/var/lib/orchard"))
+    with check.section():
+        top.done()
+    tables: dict[str, Mapping[str, Any]] = {}
+    for name in _SECTIONS:
+        tables[name] = {}
+        with check.section():
+            tables[name] = _table(data, name)
+    sensors = _sensors(tables["sensors"], check)
+
+    parts: dict[str, Any] = {}
+    builders: dict[str, Callable[[], Any]] = {
+        "store": lambda: _store(tables["store"], state_dir),
+        "models": lambda: ModelSettings.from_mapping(tables["models"], state_dir),
+        "http": lambda: HttpSettings.from_mapping(tables["http"]),
+        "mqtt": lambda: MqttSettings.from_mapping(tables["mqtt"]),
+        "training": lambda: TrainingBudget.from_mapping(tables["training"]),
+        "sampling": lambda: _sampling(tables["sampling"]),
+    }
+    for name, build in builders.items():
+        with check.section():
+            parts[name] = build()
+    if check.errors:
+        raise InvalidConfig(source, check.errors)
+    return AgentConfig(
+        device_id=device_id,
+        fleet=fleet,
+        state_dir=state_dir,
+        sensors=sensors,
+        sensor_tables=tables["sensors"],
+        source=source,
+        **parts,
+    )
+
+
+def load(path: Path) -> AgentConfig:
+    """Read and validate ``path``; raise ``InvalidConfig`` naming every problem."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidConfig(str(path), ["the file does not exist"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidConfig(str(path), [f"cannot read it: {exc}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfig(str(path), [f"expected valid TOML: {exc}"]) from exc
+    try:
+        return from_mapping(data, source=str(path))
+    except InvalidConfig:
+        raise
+    except AgentError as exc:  # a driver's own check, e.g. a sensor feature clash
+        raise InvalidConfig(str(path), [str(exc)]) from exc

@@ -1,0 +1,148 @@
+"""``orchard-agent run``: wire sensors, store, model slots and the HTTP server; supervise.
+
+Threads: the sampler (its own thread and read workers), uvicorn (one thread), and the main
+loop here, which installs models dropped into ``<models.dir>/inbox/`` and pings systemd's
+watchdog only when the other parts are alive and the loop itself is turning.
+
+A trainer hands over a model by writing a complete bundle to ``inbox/.NAME.tmp`` and renaming
+it to ``inbox/NAME``; the agent verifies it in the inactive slot and swaps atomically, or moves
+it to ``rejected/`` and keeps serving the old model.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.errors import AgentError, ModelSlotError
+from agent.metrics import AgentMetrics
+from agent.sensors import Sampler, build_sensors
+from agent.serve import create_app
+from agent.serve.server import HttpServer
+from agent.slots import ModelSlots
+from agent.store import open_store
+from agent.systemd import Notifier
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 1.0
+KEEP_REJECTED = 5
+
+
+class AgentRunner:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier.from_env()
+        self.clock = clock
+        self.started = time.monotonic()
+        self.events: list[tuple[float, str, dict[str, Any]]] = []
+        self.inbox = config.models.dir / "inbox"
+        self.rejected = config.models.dir / "rejected"
+
+    def _event(self, kind: str, data: dict[str, Any]) -> None:
+        logger.info("event %s %s", kind, data)
+        self.events.append((self.clock(), kind, data))
+        del self.events[:-100]
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set. Raises ``AgentError`` on a startup failure."""
+        cfg = self.config
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        store = open_store(cfg.store)
+        slots = ModelSlots(
+            cfg.models.dir,
+            num_threads=cfg.models.num_threads,
+            latency_bound_ms=cfg.models.latency_bound_ms,
+            on_event=self._event,
+        )
+        slots.load()
+        sampler = Sampler(
+            build_sensors(cfg.sensor_tables, clock=self.clock),
+            store.append,
+            clock=self.clock,
+            config=cfg.sampling,
+        )
+        metrics = AgentMetrics(sensors=sampler.status, store=store.stats)
+        app = create_app(
+            slots=slots, store=store, metrics=metrics, settings=cfg.http,
+            health_extra=lambda: {
+                "device_id": cfg.device_id,
+                "sensors": self._sensor_states(sampler),
+                "tensorflow_loaded": "tensorflow" in sys.modules,
+            },
+        )  # fmt: skip
+        server = HttpServer(app, cfg.http)
+        try:
+            server.start()
+            sampler.start()
+            self.notifier.notify(f"READY=1\nSTATUS=serving on {server.url}")
+            logger.info("agent %s serving on %s", cfg.device_id, server.url)
+            self._loop(stop, slots, sampler, server)
+        finally:
+            self.notifier.notify("STOPPING=1")
+            sampler.stop()
+            server.stop()
+            store.close()
+            self.notifier.close()
+
+    @staticmethod
+    def _sensor_states(sampler: Sampler) -> dict[str, str]:
+        return {name: s.state.value for name, s in sampler.status().items()}
+
+    def _loop(
+        self, stop: threading.Event, slots: ModelSlots, sampler: Sampler, http: HttpServer
+    ) -> None:
+        watchdog_every = (self.notifier.watchdog_s or 0) / 2 or None
+        last_ping = 0.0
+        while not stop.wait(TICK_S):
+            self.install_from_inbox(slots)
+            if not http.alive:
+                raise AgentError("the HTTP server thread died")
+            alive = sampler.running
+            now = time.monotonic()
+            if watchdog_every and alive and now - last_ping >= watchdog_every:
+                self.notifier.notify("WATCHDOG=1")
+                last_ping = now
+
+    def install_from_inbox(self, slots: ModelSlots) -> None:
+        """Install every complete bundle in the inbox, oldest first."""
+        try:
+            candidates = sorted(
+                (p for p in self.inbox.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                key=lambda p: p.stat().st_mtime,
+            )
+        except OSError as exc:
+            logger.warning("cannot list %s: %s", self.inbox, exc)
+            return
+        for candidate in candidates:
+            try:
+                slots.install(candidate)
+            except ModelSlotError as exc:
+                logger.warning("model %s rejected: %s", candidate.name, exc)
+                self._keep_rejected(candidate)
+            else:
+                shutil.rmtree(candidate, ignore_errors=True)
+
+    def _keep_rejected(self, candidate: Path) -> None:
+        self.rejected.mkdir(parents=True, exist_ok=True)
+        target = self.rejected / f"{int(self.clock())}-{candidate.name}"
+        shutil.rmtree(target, ignore_errors=True)
+        candidate.rename(target)
+        for old in sorted(self.rejected.iterdir(), key=lambda p: p.stat().st_mtime)[
+            :-KEEP_REJECTED
+        ]:
+            shutil.rmtree(old, ignore_errors=True)
