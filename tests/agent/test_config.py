@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,10 @@ def test_check_config_cli(tmp_path: Path) -> None:
     )  # fmt: skip
     assert good.returncode == 0, good.stderr
     assert "OK" in good.stdout and "env (synthetic)" in good.stdout
+
+
+def test_documented_example_is_valid(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "agent.example.toml").read_text()
+    cfg = config.from_mapping({**tomllib.loads(text), "state_dir": str(tmp_path)}, "example")
+    assert cfg.device_id == "kitchen-pi"
+    assert {s.driver for s in cfg.sensors} == {"bme280", "system"}
