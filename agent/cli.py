@@ -11,10 +11,14 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from agent import exit_codes
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 app = typer.Typer(help="Orchard agent: runs on the board.", no_args_is_help=True)
 DEFAULT_CONFIG = Path("/etc/orchard/agent.toml")
@@ -29,19 +33,24 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     )
 
 
+def _load_or_exit(path: Path) -> AgentConfig:
+    """Load the config, or print every problem and exit with the config-error code."""
+    from agent import config
+    from agent.errors import InvalidConfig
+
+    try:
+        return config.load(path)
+    except InvalidConfig as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(exit_codes.CONFIG_ERROR) from exc
+
+
 @app.command("check-config")
 def check_config(
     path: Path = typer.Argument(DEFAULT_CONFIG, help="The agent.toml to check."),
 ) -> None:
     """Validate a config file; name every wrong key, its value and what was expected."""
-    from agent import config
-    from agent.errors import InvalidConfig
-
-    try:
-        cfg = config.load(path)
-    except InvalidConfig as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(exit_codes.CONFIG_ERROR) from exc
+    cfg = _load_or_exit(path)
     sensors = ", ".join(f"{s.name} ({s.driver})" for s in cfg.sensors)
     typer.echo(f"{path}: OK — device {cfg.device_id}, sensors: {sensors}")
     typer.echo(
@@ -54,15 +63,10 @@ def run(
     config_path: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="agent.toml"),
 ) -> None:
     """Run the agent: sample sensors, keep the store, serve predictions (until SIGTERM)."""
-    from agent import config
-    from agent.errors import AgentError, InvalidConfig
+    from agent.errors import AgentError
     from agent.runner import AgentRunner
 
-    try:
-        cfg = config.load(config_path)
-    except InvalidConfig as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(exit_codes.CONFIG_ERROR) from exc
+    cfg = _load_or_exit(config_path)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

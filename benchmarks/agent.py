@@ -190,8 +190,9 @@ def main() -> None:
         agent.stop()
         half = rss[len(rss) // 2 :]
         slope = (half[-1][1] - half[0][1]) / max(1e-9, (half[-1][0] - half[0][0]) / 3600)
+        peak = max(v for _, v in rss)
         rows.append((f"RSS over a {args.soak_minutes:g} min soak: start / end / max",
-                     f"{rss[0][1]:.1f} / {rss[-1][1]:.1f} / {max(v for _, v in rss):.1f} MB"))  # fmt: skip
+                     f"{rss[0][1]:.1f} / {rss[-1][1]:.1f} / {peak:.1f} MB"))  # fmt: skip
         rows.append(("RSS growth, second half of the soak", f"{slope:+.1f} MB/h"))
 
     print("\n| measure | value |\n|---|---|")

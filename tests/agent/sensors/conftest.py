@@ -12,18 +12,7 @@ from pathlib import Path
 
 import pytest
 
-
-class FakeClock:
-    """Unix seconds that move only when the test says so."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.fakes import FakeClock
 
 
 @pytest.fixture

@@ -18,18 +18,11 @@ from agent.store import MemoryStore, Store
 from agent.types import Sample
 from models.manifest import Manifest
 from tests.agent.serve.bundles import Bundles
+from tests.fakes import FakeClock
 
 ROOM = ("temp_c", "humidity_pct", "pressure_hpa", "light_lux", "co2_ppm")
 X = [21.3, 45.0, 1013.2, 120.0, 450.0]
 Factory = Callable[..., TestClient]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ def make_client(tmp_path: Path, bundles: Bundles) -> Iterator[Factory]:
 
 
 def test_healthz_and_503_before_the_first_model(make_client: Factory) -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     client = make_client(None, clock=clock, health_extra=lambda: {"sensors": {"room": "ok"}})
     clock.now += 12.5
     r = client.get("/healthz")

@@ -10,20 +10,7 @@ import pytest
 
 from agent.store import MemoryStore, SqliteStore, Store, StoreOptions
 from agent.types import Sample
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from tests.fakes import FakeClock
 
 StoreFactory = Callable[..., Store]
 
