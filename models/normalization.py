@@ -78,4 +78,4 @@ def strip(model: Any) -> Any:
     if start is None:
         return model
     outputs = end.input if end is not None else model.output
-    return keras.Model(start.output, outputs, name=f"{model.name}_core")
+    return keras.Model(start.output, outputs, name="core")  # short: names go into the file
