@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError, ConfigError, InvalidConfig
+from agent.federation.settings import FederationSettings
 from agent.options import Options
 from agent.sensors.config import SensorConfig, build_sensors
 from agent.sensors.sampler import SamplerConfig
@@ -38,7 +39,7 @@ from agent.serve.settings import HttpSettings
 from agent.store.options import StoreOptions
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_SECTIONS = ("sensors", "store", "models", "http", "mqtt", "training", "sampling")
+_SECTIONS = ("sensors", "store", "models", "http", "mqtt", "training", "sampling", "federation")
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class AgentConfig:
     training: TrainingBudget
     sampling: SamplerConfig
     sensor_tables: Mapping[str, Any]
+    federation: FederationSettings = FederationSettings()
     source: str = "<defaults>"
 
 
@@ -239,6 +241,7 @@ def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> AgentCon
         "mqtt": lambda: MqttSettings.from_mapping(tables["mqtt"]),
         "training": lambda: TrainingBudget.from_mapping(tables["training"]),
         "sampling": lambda: _sampling(tables["sampling"]),
+        "federation": lambda: FederationSettings.from_mapping(tables["federation"], state_dir),
     }
     for name, build in builders.items():
         with check.section():

@@ -22,6 +22,8 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.errors import AgentError, ModelSlotError
+from agent.federation.supernode import SupernodeSupervisor
+from agent.federation.trainer_supervisor import TrainerSupervisor
 from agent.metrics import AgentMetrics
 from agent.sensors import Sampler, build_sensors
 from agent.serve import create_app
@@ -77,27 +79,53 @@ class AgentRunner:
             config=cfg.sampling,
         )
         metrics = AgentMetrics(sensors=sampler.status, store=store.stats)
+        trainer, supernode = self._federation()
         app = create_app(
             slots=slots, store=store, metrics=metrics, settings=cfg.http,
             health_extra=lambda: {
                 "device_id": cfg.device_id,
                 "sensors": self._sensor_states(sampler),
                 "tensorflow_loaded": "tensorflow" in sys.modules,
+                "federation": supernode.info() if supernode else {"supernode": "disabled"},
+                "trainer": trainer.state() if trainer else None,
             },
         )  # fmt: skip
         server = HttpServer(app, cfg.http)
         try:
             server.start()
             sampler.start()
+            if trainer and supernode:
+                trainer.start()
+                supernode.start()
             self.notifier.notify(f"READY=1\nSTATUS=serving on {server.url}")
             logger.info("agent %s serving on %s", cfg.device_id, server.url)
             self._loop(stop, slots, sampler, server)
         finally:
             self.notifier.notify("STOPPING=1")
+            if supernode:
+                supernode.stop()
+            if trainer:
+                trainer.stop()
             sampler.stop()
             server.stop()
             store.close()
             self.notifier.close()
+
+    def _federation(self) -> tuple[TrainerSupervisor | None, SupernodeSupervisor | None]:
+        """The trainer and SuperNode supervisors, when ``[federation] enabled``."""
+        cfg = self.config
+        if not cfg.federation.enabled:
+            return None, None
+        config_path = Path(cfg.source).resolve()
+        trainer = TrainerSupervisor(
+            cfg.federation, cfg.training, config_path=config_path, state_dir=cfg.state_dir,
+            on_event=self._event,
+        )  # fmt: skip
+        supernode = SupernodeSupervisor(
+            cfg.federation, state_dir=cfg.state_dir, on_event=self._event,
+            node_config={"device-id": cfg.device_id, "agent-config": str(config_path)},
+        )  # fmt: skip
+        return trainer, supernode
 
     @staticmethod
     def _sensor_states(sampler: Sampler) -> dict[str, str]:

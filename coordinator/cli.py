@@ -54,5 +54,57 @@ def smoke(
         typer.echo(f"  input={p['input']} -> predicted={p['predicted']}  (truth: {p['truth']})")
 
 
+@app.command()
+def demo(
+    devices: int = typer.Option(3, min=1, max=32, help="Simulated boards (agent processes)."),
+    rounds: int = typer.Option(3, min=1, help="Federated rounds."),
+    data: str = typer.Option("synthetic", help="synthetic, or csv:PATH to federate any CSV."),
+    task: str = typer.Option(
+        "classify", help="classify (mlp), anomaly (autoencoder), forecast (cnn1d)."
+    ),
+    partition: str = typer.Option(
+        "dirichlet:1.0", help="iid or dirichlet:ALPHA (smaller = more skewed)."
+    ),
+    strategy: str = typer.Option(
+        "fedavg", help="fedavg, fedprox, fedadam, fedyogi, fedavgm, fedtrimmedavg, fedmedian."
+    ),
+    workdir: Path = typer.Option(
+        Path("orchard-demo"), help="Where devices, SuperLink state and runs go."
+    ),
+    quantization: str = typer.Option(
+        "int8", help="Export of each round's model: float32, float16, dynamic, int8."
+    ),
+) -> None:
+    """Coordinator + N simulated agents on loopback: train, plot, then ask each device."""
+    from coordinator.demo import DemoOptions
+    from coordinator.demo import run as run_demo
+    from coordinator.errors import CoordinatorError
+
+    opts = DemoOptions(
+        devices=devices, rounds=rounds, data=data, task=task, partition=partition,
+        strategy=strategy, workdir=workdir, quantization=quantization,
+    )  # fmt: skip
+    try:
+        result = run_demo(opts, say=typer.echo)
+    except CoordinatorError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"\ndone in {result.seconds:.0f} s. Plots: {result.run_dir / 'training.png'}"
+               + (f", {result.run_dir / 'confusion.png'}" if (result.run_dir / 'confusion.png').exists() else ""))  # fmt: skip
+    typer.echo("each device's answer from GET /api/predict/latest:")
+    for device, answer in result.answers.items():
+        typer.echo(f"  {device}: {_answer_line(answer)}")
+
+
+def _answer_line(answer: dict[str, object]) -> str:
+    if "error" in answer:
+        return f"error: {answer['error']}"
+    result = answer.get("result")
+    version = answer.get("model_version")
+    if isinstance(result, dict) and "label" in result:
+        return f"{result['label']} (score {result.get('score', 0):.2f}) from model {version}"
+    return f"{result} from model {version}"
+
+
 def main() -> None:
     app()

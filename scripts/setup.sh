@@ -26,4 +26,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all]'
+# The embedded MQTT broker. --no-deps: amqtt's metadata pins typer==0.15.4 for its own CLI
+# scripts, which would break flwr's CLI; its runtime dependencies come with the coordinator extra.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'amqtt==0.11.4'
 echo "Orchard installed in $(pwd)/.venv"

@@ -1,0 +1,197 @@
+"""Supervise Flower's ``flower-supernode``: start it, read its log, restart it with backoff.
+
+It exits 0 when the SuperLink forgets it, and can hang alive after giving up reconnecting or
+when a Flower executable is missing from ``PATH``; those log lines trigger a restart too.
+Its state (``starting``, ``connected``, ``backoff``, ``stopped``) and node id feed ``/healthz``
+and the health messages; the node id is how the coordinator maps Flower nodes to devices.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from agent.federation.settings import FederationSettings
+
+logger = logging.getLogger(__name__)
+
+_NODE_ID = re.compile(r"SuperNode ID: (\d+)")
+_RESTART_ON = ("Giving up reconnection", "FileNotFoundError")
+STABLE_S = 60.0
+
+
+def flower_env(flwr_home: Path) -> dict[str, str]:
+    """The environment every Flower process gets: private home, no phoning home, venv first."""
+    bindir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "FLWR_HOME": str(flwr_home),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+    }
+
+
+def node_config_arg(values: Mapping[str, str | int | float | bool]) -> str:
+    """``--node-config`` is parsed as TOML: strings quoted, escapes kept."""
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            parts.append(f"{key}={'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            parts.append(f"{key}={value}")
+        else:
+            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+            parts.append(f'{key}="{escaped}"')
+    return " ".join(parts)
+
+
+class SupernodeSupervisor:
+    def __init__(
+        self,
+        settings: FederationSettings,
+        *,
+        state_dir: Path,
+        node_config: Mapping[str, str | int | float | bool],
+        on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.home = state_dir / "flwr"
+        self.node_config = dict(node_config)
+        self.on_event = on_event
+        self.clock = clock
+        self.state = "stopped"
+        self.node_id: int | None = None
+        self.restarts = 0
+        self.last_exit: int | None = None
+        self.tail: collections.deque[str] = collections.deque(maxlen=50)
+        self._proc: subprocess.Popen[str] | None = None
+        self._stop = threading.Event()
+        self._restart = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def command(self) -> list[str]:
+        s = self.settings
+        exe = str(Path(sys.executable).parent / "flower-supernode")
+        cmd = [
+            exe,
+            "--superlink",
+            s.superlink,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(s.runtime_port),
+        ]
+        if s.insecure:
+            cmd.append("--insecure")
+        elif s.root_certificates:
+            cmd += ["--root-certificates", str(s.root_certificates)]
+        if s.auth_private_key and s.auth_public_key:
+            cmd += [
+                "--auth-supernode-private-key", str(s.auth_private_key),
+                "--auth-supernode-public-key", str(s.auth_public_key),
+            ]  # fmt: skip
+        cmd += ["--node-config", node_config_arg(self.node_config)]
+        return cmd
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._supervise, name="supernode", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._terminate(timeout)
+        if self._thread:
+            self._thread.join(timeout)
+        self.state = "stopped"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "supernode": self.state,
+            "node_id": self.node_id,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+        }
+
+    def _terminate(self, timeout: float) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+    def _supervise(self) -> None:
+        delay = self.settings.restart_min_s
+        while not self._stop.is_set():
+            started = self.clock()
+            self._run_once()
+            if self._stop.is_set():
+                break
+            if self.clock() - started >= STABLE_S:
+                delay = self.settings.restart_min_s
+            self.state = "backoff"
+            self.restarts += 1
+            self.on_event("supernode_exit", {"rc": self.last_exit, "restart_in_s": delay})
+            logger.warning(
+                "flower-supernode exited (rc %s); restart in %.1f s", self.last_exit, delay
+            )
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, self.settings.restart_max_s)
+
+    def _run_once(self) -> None:
+        self.state, self.node_id = "starting", None
+        self._restart.clear()
+        log_path = self.home / "supernode.log"
+        try:
+            proc = subprocess.Popen(
+                self.command(),
+                env=flower_env(self.home),
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
+        except OSError as exc:
+            logger.error("cannot start flower-supernode: %s", exc)
+            self.last_exit = None
+            return
+        self._proc = proc
+        assert proc.stdout is not None
+        with log_path.open("a", encoding="utf-8") as log:
+            self._follow(proc.stdout, log)
+        self.last_exit = proc.wait()
+
+    def _follow(self, stream: IO[str], log: IO[str]) -> None:
+        for line in stream:
+            log.write(line)
+            log.flush()
+            self.tail.append(line.rstrip())
+            match = _NODE_ID.search(line)
+            if match:
+                self.node_id = int(match.group(1))
+                self.state = "connected"
+                self.on_event("supernode_connected", {"node_id": self.node_id})
+            elif "Connection successful" in line:
+                self.state = "connected"
+            elif any(marker in line for marker in _RESTART_ON):
+                logger.warning("flower-supernode is stuck (%s): restarting it", line.strip())
+                threading.Thread(target=self._terminate, args=(10.0,), daemon=True).start()

@@ -1,0 +1,191 @@
+"""Start the trainer on demand and hold it to its budget (runs inside the agent).
+
+``spawn`` launcher (no systemd): the agent owns the listening socket, as systemd would, and
+starts ``python -m agent.trainer`` with that socket when a connection waits and no trainer
+runs; the trainer exits by itself after its idle timeout. ``systemd`` launcher: the socket unit
+starts it and ``MemoryMax=``/``CPUQuota=`` bound it; the watchdog here still enforces the
+time budget. In both modes a psutil watchdog kills the trainer when its RSS passes
+``training.memory_mb`` or a request runs past ``training.max_seconds``, and records why in the
+status file, which the ClientApp reads to explain the failed round to the coordinator.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from agent.config import TrainingBudget
+from agent.federation import status
+from agent.federation.settings import FederationSettings
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.25
+GRACE_S = 5.0
+
+
+class TrainerSupervisor:
+    def __init__(
+        self,
+        settings: FederationSettings,
+        budget: TrainingBudget,
+        *,
+        config_path: Path,
+        state_dir: Path,
+        on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None,
+        command: list[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.budget = budget
+        self.config_path = config_path
+        self.status_path = status.path_for(state_dir)
+        self.on_event = on_event
+        self.command = command or [sys.executable, "-m", "agent.trainer", "--config"]
+        self.log_path = state_dir / "trainer" / "trainer.log"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listener: socket.socket | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.kills = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.settings.trainer_launcher == "spawn":
+            self._listener = self._bind(self.settings.trainer_socket)
+        self._thread = threading.Thread(target=self._loop, name="trainer-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+        child = self._child
+        if child and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(timeout)
+        if self._listener:
+            self._listener.close()
+            self.settings.trainer_socket.unlink(missing_ok=True)
+
+    @property
+    def running(self) -> bool:
+        return self._child is not None and self._child.poll() is None
+
+    def state(self) -> dict[str, Any]:
+        data = status.read(self.status_path)
+        data.update(starts=self.starts, kills=self.kills, running=self.running)
+        return data
+
+    # -- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _bind(path: Path) -> socket.socket:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(8)
+        sock.set_inheritable(True)
+        return sock
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if self._listener is not None and not self.running:
+                readable, _, _ = select.select([self._listener], [], [], POLL_S)
+                if readable and not self._stop.is_set():
+                    self._spawn()
+                continue
+            self._watch()
+            self._stop.wait(POLL_S)
+
+    def _spawn(self) -> None:
+        assert self._listener is not None
+        fd = self._listener.fileno()
+        env = {**os.environ, "ORCHARD_TRAINER_FD": str(fd)}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._child = subprocess.Popen(
+                [*self.command, str(self.config_path)],
+                env=env,
+                pass_fds=(fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+        logger.info("trainer started on demand (pid %d)", self._child.pid)
+        self.on_event("trainer_started", {"pid": self._child.pid})
+
+    def _pid(self) -> int | None:
+        if self._child is not None:
+            return self._child.pid if self._child.poll() is None else None
+        pid = status.read(self.status_path).get("pid")
+        return int(pid) if isinstance(pid, int) and psutil.pid_exists(pid) else None
+
+    def _watch(self) -> None:
+        pid = self._pid()
+        if pid is None:
+            return
+        try:
+            proc = psutil.Process(pid)
+            rss = proc.memory_info().rss + sum(
+                c.memory_info().rss for c in proc.children(recursive=True)
+            )
+        except psutil.Error:
+            return
+        rss_mb = rss / 2**20
+        current = status.read(self.status_path)
+        peak = max(float(current.get("peak_rss_mb") or 0.0), rss_mb)
+        if rss_mb > self.budget.memory_mb:
+            self._kill(
+                pid, "over_memory", f"RSS {rss_mb:.0f} MB > memory_mb {self.budget.memory_mb}", peak
+            )
+            return
+        started = current.get("request_started")
+        if isinstance(started, int | float):
+            elapsed = time.time() - started
+            if elapsed > self.budget.max_seconds + GRACE_S:
+                self._kill(
+                    pid,
+                    "over_time",
+                    f"round ran {elapsed:.0f} s > max_seconds {self.budget.max_seconds:g}",
+                    peak,
+                )
+
+    def _kill(self, pid: int, outcome: str, reason: str, peak: float) -> None:
+        logger.warning("stopping the trainer (pid %d): %s", pid, reason)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            return
+        if self._child is not None:
+            try:
+                self._child.wait(10)
+            except subprocess.TimeoutExpired:
+                logger.error("trainer pid %d did not die after SIGKILL", pid)
+        self.kills += 1
+        status.update(
+            self.status_path, state="stopped", pid=None, request_started=None,
+            last_outcome=outcome, last_reason=reason, peak_rss_mb=round(peak, 1),
+        )  # fmt: skip
+        self.on_event(
+            "budget_violation",
+            {"outcome": outcome, "reason": reason, "peak_rss_mb": round(peak, 1)},
+        )

@@ -1,0 +1,243 @@
+"""What the trainer does for one request: fit a round, or evaluate + export the global model.
+
+Imports Keras (through ``models.training``/``models.export``): only the trainer process loads
+this module. Models are cached per spec, so a warm trainer reuses its compiled graph round
+after round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.federation import status
+from agent.federation.messages import ErrorCode, check_metrics
+from agent.store.base import Store
+from agent.trainer.data import LocalData, NoDataError, load
+from models import families
+from models.errors import ExportError, ModelError, SpecError
+from models.export import export_tflite
+from models.spec import ModelSpec
+from models.training import TrainConfig, evaluate, fit, metric_name, set_weights
+
+logger = logging.getLogger(__name__)
+
+Reply = tuple[dict[str, Any], list[np.ndarray]]
+
+
+class JobError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Jobs:
+    def __init__(
+        self,
+        store: Store,
+        inbox: Path,
+        status_path: Path,
+        *,
+        cpu_threads: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.inbox = inbox
+        self.status_path = status_path
+        self.clock = clock
+        self._models: dict[str, Any] = {}
+        self._cpu_threads = cpu_threads
+
+    def handle(self, header: dict[str, Any], arrays: list[np.ndarray]) -> Reply:
+        op = header.get("op")
+        if op == "ping":
+            return {"ok": True, "pid_rss_mb": peak_rss_mb()}, []
+        if op not in ("fit", "evaluate"):
+            raise JobError(
+                ErrorCode.BAD_REQUEST, f"expected op fit, evaluate or ping. Received: op={op!r}"
+            )
+        try:
+            spec = ModelSpec.from_dict(header["spec"])
+        except (KeyError, TypeError, ValueError, ModelError) as exc:
+            raise JobError(ErrorCode.BAD_REQUEST, f"spec: {exc}") from exc
+        rnd = int(header.get("round", 0))
+        state = "training" if op == "fit" else "evaluating"
+        status.update(
+            self.status_path, state=state, round=rnd, run_id=header.get("run_id"),
+            request_started=self.clock(),
+        )  # fmt: skip
+        started = time.perf_counter()
+        try:
+            model = self._model(spec)
+            try:
+                set_weights(model, arrays)
+            except SpecError as exc:
+                raise JobError(ErrorCode.BAD_REQUEST, f"arrays: {exc}") from exc
+            try:
+                data = load(self.store, spec)
+            except NoDataError as exc:
+                raise JobError(ErrorCode.NO_DATA, str(exc)) from exc
+            if op == "fit":
+                reply = self._fit(model, spec, data, header, arrays)
+            else:
+                reply = self._evaluate(model, spec, data, header, arrays)
+        except JobError as exc:
+            status.update(
+                self.status_path, state="idle", last_outcome="error", last_reason=str(exc),
+                request_started=None,
+            )  # fmt: skip
+            raise
+        duration = time.perf_counter() - started
+        status.update(
+            self.status_path, state="idle", last_outcome="ok", last_reason=None,
+            last_duration_s=round(duration, 3), peak_rss_mb=round(peak_rss_mb(), 1),
+            request_started=None,
+        )  # fmt: skip
+        return reply
+
+    def _model(self, spec: ModelSpec) -> Any:
+        key = json.dumps(spec.to_dict(), sort_keys=True)
+        if key not in self._models:
+            self._models.clear()
+            self._models[key] = families.build(spec)
+        return self._models[key]
+
+    def _fit(
+        self,
+        model: Any,
+        spec: ModelSpec,
+        data: LocalData,
+        header: dict[str, Any],
+        global_weights: Sequence[np.ndarray],
+    ) -> Reply:
+        train = header.get("train", {})
+        try:
+            config = TrainConfig(
+                epochs=int(train.get("epochs", 1)),
+                batch_size=int(train.get("batch_size", 32)),
+                learning_rate=float(train.get("learning_rate", 1e-3)),
+                mu=float(train.get("mu", 0.0)),
+                seed=int(header.get("round", 0)),
+            )
+            result = fit(
+                model, spec, (data.x_train, data.y_train), config,
+                global_weights=global_weights if config.mu > 0 else None,
+                validation=(data.x_val, data.y_val),
+            )  # fmt: skip
+        except SpecError as exc:
+            raise JobError(ErrorCode.BAD_REQUEST, str(exc)) from exc
+        name = metric_name(spec.task)
+        m = result.metrics
+        metrics = check_metrics(
+            "train",
+            {
+                "num-examples": data.examples,
+                "loss": m["loss"],
+                "metric": m[name] if name else m["loss"],
+                "val_loss": m["val_loss"],
+                "val_metric": m[f"val_{name}"] if name else m["val_loss"],
+                "duration_s": m["duration_s"],
+                "peak_rss_mb": peak_rss_mb(),
+            },
+        )
+        weights = [np.asarray(w, np.float32) for w in result.weights]
+        return {"ok": True, "metrics": metrics}, weights
+
+    def _evaluate(
+        self,
+        model: Any,
+        spec: ModelSpec,
+        data: LocalData,
+        header: dict[str, Any],
+        global_weights: Sequence[np.ndarray],
+    ) -> Reply:
+        name = metric_name(spec.task)
+        val = (data.x_val, data.y_val)
+        glob = evaluate(model, spec, val)
+        serve, served = model, glob
+        personalized = 0.0
+        if header.get("personalize"):
+            personal = families.build(spec)
+            set_weights(personal, global_weights)
+            fit(
+                personal, spec, (data.x_train, data.y_train),
+                TrainConfig(epochs=int(header.get("train", {}).get("epochs", 1)),
+                            freeze_base=True, seed=int(header.get("round", 0))),
+            )  # fmt: skip
+            own = evaluate(personal, spec, val)
+            if _better(spec, own, glob, name):
+                serve, served, personalized = personal, own, 1.0
+        installed = self._export(serve, spec, data, header, served, personalized)
+        metrics = check_metrics(
+            "evaluate",
+            {
+                "num-examples": len(data.x_val),
+                "loss": glob["loss"],
+                "metric": glob[name] if name else glob["loss"],
+                "personal_loss": served["loss"],
+                "personal_metric": served[name] if name else served["loss"],
+                "personalized": personalized,
+                "installed": 1.0 if installed else 0.0,
+            },
+        )
+        return {"ok": True, "metrics": metrics}, []
+
+    def _export(
+        self,
+        model: Any,
+        spec: ModelSpec,
+        data: LocalData,
+        header: dict[str, Any],
+        metrics: dict[str, float],
+        personalized: float,
+    ) -> bool:
+        """Export to ``inbox/.NAME.tmp`` and rename to ``inbox/NAME``; False if refused."""
+        rnd = int(header.get("round", 0))
+        run_id = str(header.get("run_id", "local"))
+        version = f"{run_id}.{rnd}" + ("+personal" if personalized else "")
+        name = str(header.get("model_name") or f"{spec.family}-{spec.task.value}")
+        wanted = str(header.get("quantization", "int8"))
+        status.update(self.status_path, state="exporting")
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        held = (data.x_val[:256], None if data.y_val is None else data.y_val[:256])
+        for quantization in dict.fromkeys((wanted, "float32")):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{rnd}.", suffix=".tmp", dir=self.inbox))
+            try:
+                export_tflite(
+                    model, spec, tmp, quantization=quantization,
+                    representative=data.x_train[:512], held=held, name=name, version=version,
+                    metrics={k: float(v) for k, v in metrics.items()},
+                )  # fmt: skip
+            except ExportError as exc:
+                logger.warning("export %s %s refused: %s", version, quantization, exc)
+                shutil.rmtree(tmp, ignore_errors=True)
+                continue
+            target = self.inbox / f"{name}-{version}-{quantization}"
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+            logger.info("model %s %s handed to the agent", version, quantization)
+            return True
+        return False
+
+
+def _better(
+    spec: ModelSpec, own: dict[str, float], glob: dict[str, float], name: str | None
+) -> bool:
+    if name == "accuracy":
+        return own["accuracy"] > glob["accuracy"]
+    if name == "mae":
+        return own["mae"] < glob["mae"]
+    return own["loss"] < glob["loss"]

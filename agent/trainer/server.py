@@ -1,0 +1,100 @@
+"""The trainer's accept loop: one request at a time, exit after an idle timeout.
+
+The listening socket comes from systemd socket activation (``LISTEN_FDS``), from the agent's
+supervisor (``ORCHARD_TRAINER_FD``, the same idea without systemd), or is bound here.
+Before TensorFlow is imported the process lowers its own priority and CPU share: nice,
+``SCHED_IDLE`` and CPU affinity sized from ``cpu_quota_pct`` so inference keeps its core.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.federation import wire
+
+logger = logging.getLogger(__name__)
+
+SD_LISTEN_FDS_START = 3
+Handler = Callable[[dict[str, Any], list[np.ndarray]], tuple[dict[str, Any], list[np.ndarray]]]
+
+
+def listener(path: Path) -> socket.socket:
+    """The listening socket: inherited from systemd or the agent, else bound at ``path``."""
+    if os.environ.get("LISTEN_FDS") and os.environ.get("LISTEN_PID") in (None, str(os.getpid())):
+        return socket.socket(fileno=SD_LISTEN_FDS_START)
+    fd = os.environ.get("ORCHARD_TRAINER_FD")
+    if fd:
+        return socket.socket(fileno=int(fd))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    os.chmod(path, 0o660)
+    sock.listen(4)
+    return sock
+
+
+def lower_priority(nice: int, cpu_quota_pct: int) -> int:
+    """Nice, idle scheduling and an affinity of ``cpu_quota_pct`` of the CPUs; returns threads."""
+    try:
+        os.nice(max(0, nice - os.nice(0)))
+    except OSError as exc:
+        logger.warning("cannot renice the trainer: %s", exc)
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError) as exc:
+        logger.info("SCHED_IDLE unavailable: %s", exc)
+    cpus = sorted(os.sched_getaffinity(0))
+    share = max(1, math.floor(len(cpus) * cpu_quota_pct / 100))
+    if share < len(cpus):
+        # Keep the highest-numbered CPUs; CPU 0 takes most interrupts and the agent's threads.
+        os.sched_setaffinity(0, cpus[-share:])
+    return share
+
+
+def serve(
+    sock: socket.socket,
+    handler: Handler,
+    *,
+    idle_timeout_s: float,
+    on_error: Callable[[BaseException], tuple[int, str]],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Answer requests until nobody has asked for ``idle_timeout_s`` seconds."""
+    last = time.monotonic()
+    sock.settimeout(min(1.0, idle_timeout_s))
+    while not should_stop():
+        try:
+            conn, _ = sock.accept()
+        except TimeoutError:
+            if time.monotonic() - last >= idle_timeout_s:
+                logger.info("trainer idle for %.0f s: exiting", idle_timeout_s)
+                return
+            continue
+        with conn:
+            conn.settimeout(60.0)
+            try:
+                header, arrays = wire.recv(conn)
+            except wire.WireError as exc:
+                logger.warning("bad request frame: %s", exc)
+                continue
+            conn.settimeout(None)
+            try:
+                reply, out = handler(header, arrays)
+            except Exception as exc:  # reported to the caller, the trainer stays up
+                code, message = on_error(exc)
+                reply, out = {"ok": False, "code": code, "error": message}, []
+            try:
+                wire.send(conn, reply, out)
+            except wire.WireError as exc:
+                logger.warning("could not reply: %s", exc)
+        last = time.monotonic()

@@ -1,0 +1,1 @@
+"""Orchard's Flower app entry points (thin)."""

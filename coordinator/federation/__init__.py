@@ -1,0 +1,1 @@
+"""The coordinator's federation side: SuperLink process, run submission, the ServerApp."""

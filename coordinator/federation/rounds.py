@@ -1,0 +1,178 @@
+"""The federated run the ServerApp executes: rounds, selection, checkpoints, history.
+
+The loop is Flower's ``Strategy.start`` unrolled (configure → send_and_receive → aggregate, for
+train then evaluate) so that each round can (1) offer the round only to devices the health
+policy allows, (2) bound every wait, including "not enough devices", which Flower's sampler
+would wait on forever, (3) pool normalisation statistics exactly, and (4) write its checkpoint
+and history entry as soon as it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message
+from flwr.serverapp import Grid
+
+from coordinator.data import arrays_for, read_csv
+from coordinator.federation import plots, stats, strategies
+from coordinator.federation.checkpoint import GlobalModel, Holdout, synthetic_holdout
+from coordinator.federation.errors import RunFailed
+from coordinator.federation.grid import RoundGrid
+from coordinator.federation.history import History
+from coordinator.federation.runconfig import RunSettings
+from models.spec import ModelSpec, Task
+
+logger = logging.getLogger(__name__)
+
+Selector = Callable[[list[int]], tuple[list[int], dict[int, str]]]
+
+
+def _all_eligible(nodes: list[int]) -> tuple[list[int], dict[int, str]]:
+    return nodes, {}
+
+
+class FederatedRun:
+    def __init__(
+        self,
+        grid: Grid,
+        settings: RunSettings,
+        run_id: str,
+        *,
+        selector: Selector = _all_eligible,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.grid = grid
+        self.settings = settings
+        self.run_id = run_id
+        self.selector = selector
+        self.poll_s = poll_s
+        if not settings.model_spec:
+            raise RunFailed(
+                "run.model-spec is empty: the coordinator must say which model to train"
+            )
+        self.spec = ModelSpec.from_dict(json.loads(settings.model_spec))
+        self.out = Path(settings.out_dir or "runs") / run_id
+        self.history = History(self.out / "history.json", run_id, settings.to_run_config())
+
+    def execute(self) -> None:
+        try:
+            self._execute()
+        except Exception as exc:
+            self.history.finish("failed", str(exc))
+            raise
+        self.history.finish("completed")
+
+    def _execute(self) -> None:
+        s = self.settings
+        model = GlobalModel(self.spec, seed=s.seed)
+        holdout = self._holdout(model)
+        arrays = model.initial_arrays()
+        pairs = model.stat_pairs()
+        self.history.extra["model"] = {
+            "spec": self.spec.to_dict(),
+            "arrays": [list(a.shape) for a in arrays],
+            "parameters": int(sum(a.size for a in arrays)),
+        }
+        self.history.extra["initial_central"] = model.central(holdout)
+        self.history.save()
+        strategy = strategies.build(s, min_nodes=1)
+        for rnd in range(1, s.num_server_rounds + 1):
+            started = time.monotonic()
+            eligible, skipped = self._eligible(rnd)
+            view = RoundGrid(self.grid, eligible)
+            record: dict[str, Any] = {"round": rnd, "selected": eligible, "skipped": skipped}
+
+            train_msgs = strategy.configure_train(rnd, ArrayRecord(arrays), ConfigRecord(), view)
+            replies = list(view.send_and_receive(train_msgs, timeout=s.round_timeout))
+            aggregated, train_metrics = strategy.aggregate_train(rnd, replies)
+            if aggregated is not None:
+                new = [np.asarray(a, np.float32) for a in aggregated.to_numpy_ndarrays()]
+                arrays = stats.pool(new, pairs, _ok_arrays(replies))
+            record["train"] = _plain(train_metrics)
+
+            eval_msgs = strategy.configure_evaluate(rnd, ArrayRecord(arrays), ConfigRecord(), view)
+            eval_replies = list(view.send_and_receive(eval_msgs, timeout=s.round_timeout))
+            record["evaluate"] = _plain(strategy.aggregate_evaluate(rnd, eval_replies))
+
+            model.load(arrays)
+            record["central"] = model.central(holdout)
+            record["model"] = model.checkpoint(
+                self.out / f"round-{rnd}",
+                name=s.model_name or f"{self.spec.family}-{self.spec.task.value}",
+                version=f"{self.run_id}.{rnd}",
+                quantization=s.quantization,
+                holdout=holdout,
+                metrics={"round": rnd, **(record["central"] or record["evaluate"] or {})},
+            )
+            phases = {"train": view.phases[0].to_dict()} if view.phases else {}
+            if len(view.phases) > 1:
+                phases["evaluate"] = view.phases[1].to_dict()
+            record["phases"] = phases
+            record["failures"] = sum(
+                len(p["replies"]) - sum("error" not in r for r in p["replies"]) + len(p["no_reply"])
+                for p in phases.values()
+            )
+            record["bytes_sent"] = sum(p["bytes_sent"] for p in phases.values())
+            record["bytes_received"] = sum(p["bytes_received"] for p in phases.values())
+            record["duration_s"] = round(time.monotonic() - started, 3)
+            self.history.add_round(record)
+            self._plots(model, holdout)
+            logger.info("round %d done in %.1f s: %s", rnd, record["duration_s"], record["train"])
+
+    def _holdout(self, model: GlobalModel) -> Holdout:
+        if self.settings.validation:
+            table = read_csv(Path(self.settings.validation))
+            x, y = arrays_for(self.spec, table)
+            if len(x):
+                return Holdout(x.astype(np.float32), y, real=True)
+            logger.warning("validation set %s has no usable rows", self.settings.validation)
+        return synthetic_holdout(model.model, self.spec)
+
+    def _eligible(self, rnd: int) -> tuple[list[int], dict[int, str]]:
+        """Connected nodes the policy allows; wait (bounded) until there are ``min-devices``."""
+        s = self.settings
+        deadline = time.monotonic() + s.wait_for_devices
+        while True:
+            nodes = sorted(self.grid.get_node_ids())
+            eligible, skipped = self.selector(nodes)
+            if len(eligible) >= s.min_devices:
+                return eligible, {str(k): v for k, v in skipped.items()}  # type: ignore[misc]
+            if time.monotonic() >= deadline:
+                reasons = "; ".join(f"node {k}: {v}" for k, v in skipped.items()) or "none skipped"
+                raise RunFailed(
+                    f"round {rnd}: only {len(eligible)} of {s.min_devices} required devices "
+                    f"available after {s.wait_for_devices:g} s ({len(nodes)} connected; {reasons})"
+                )
+            time.sleep(self.poll_s)
+
+    def _plots(self, model: GlobalModel, holdout: Holdout) -> None:
+        data = self.history.to_dict()
+        label = {Task.CLASSIFY: "accuracy", Task.REGRESS: "MAE", Task.FORECAST: "MAE"}.get(
+            self.spec.task, "loss"
+        )
+        plots.training(data, self.out / "training.png", label)
+        if self.spec.task is Task.CLASSIFY and holdout.real:
+            plots.confusion(model.confusion(holdout), self.spec.labels, self.out / "confusion.png")
+
+
+def _ok_arrays(replies: list[Message]) -> list[tuple[float, list[np.ndarray]]]:
+    out = []
+    for msg in replies:
+        if msg.has_error():
+            continue
+        metrics = next(iter(msg.content.metric_records.values()), {})
+        arrays = next(iter(msg.content.array_records.values()), None)
+        if arrays is not None:
+            out.append((float(metrics.get("num-examples", 0)), arrays.to_numpy_ndarrays()))
+    return out
+
+
+def _plain(record: Any) -> dict[str, float] | None:
+    return None if record is None else {k: float(v) for k, v in record.items()}

@@ -1,0 +1,207 @@
+"""The run's settings: ``[run]`` in coordinator.toml, Flower's run config, and back.
+
+One frozen value object. The coordinator validates it when it loads the config, passes it to
+``flwr run -c`` as Flower run-config (kebab-case keys, str/int/float/bool values), and the
+ServerApp reads it back with :meth:`RunSettings.from_run_config`. The shipped FAB's
+``pyproject.toml`` declares the same keys with the same defaults (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.errors import ConfigError
+from coordinator.federation.errors import InvalidRunConfig
+
+STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedavgm", "fedtrimmedavg", "fedmedian")
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    num_server_rounds: int = 3
+    strategy: str = "fedavg"
+    fraction_train: float = 1.0
+    fraction_evaluate: float = 1.0
+    min_devices: int = 2
+    round_timeout: float = 120.0
+    wait_for_devices: float = 120.0
+    local_epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    proximal_mu: float = 0.1
+    server_learning_rate: float = 1.0
+    server_momentum: float = 0.9
+    trim_beta: float = 0.2
+    eta: float = 0.01
+    eta_l: float = 0.01
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    tau: float = 0.001
+    model_spec: str = ""  # JSON of models.spec.ModelSpec
+    model_name: str = ""
+    quantization: str = "int8"
+    out_dir: str = ""  # absolute; runs/<run-id>/ goes below it
+    validation: str = ""  # CSV for central evaluation ("" = none)
+    registry: str = ""  # the health registry's SQLite file ("" = no health-aware selection)
+    max_temp_c: float = 80.0
+    skip_throttled: bool = True
+    min_free_memory_mb: int = 0
+    max_failures_in_row: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        errors: list[str] = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            key = f.name.replace("_", "-")
+            want = _TYPES[f.type if isinstance(f.type, str) else f.type.__name__]
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                value = float(value)
+            if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+                errors.append(str(ConfigError(f"run.{key}", value, _NAMES[want])))
+        if not errors:
+            errors += self._ranges()
+        if errors:
+            raise InvalidRunConfig(errors)
+
+    def _ranges(self) -> list[str]:
+        bad: list[str] = []
+
+        def need(ok: bool, key: str, value: Any, expected: str) -> None:
+            if not ok:
+                bad.append(str(ConfigError(f"run.{key}", value, expected)))
+
+        need(
+            self.num_server_rounds >= 1,
+            "num-server-rounds",
+            self.num_server_rounds,
+            "an integer >= 1",
+        )
+        need(
+            self.strategy in STRATEGIES,
+            "strategy",
+            self.strategy,
+            f"one of {', '.join(STRATEGIES)}",
+        )
+        need(
+            0 < self.fraction_train <= 1,
+            "fraction-train",
+            self.fraction_train,
+            "a number in (0, 1]",
+        )
+        need(
+            0 <= self.fraction_evaluate <= 1,
+            "fraction-evaluate",
+            self.fraction_evaluate,
+            "a number in [0, 1]",
+        )
+        need(self.min_devices >= 1, "min-devices", self.min_devices, "an integer >= 1")
+        need(
+            self.round_timeout > 0,
+            "round-timeout",
+            self.round_timeout,
+            "a positive number of seconds",
+        )
+        need(
+            self.wait_for_devices > 0,
+            "wait-for-devices",
+            self.wait_for_devices,
+            "a positive number of seconds",
+        )
+        need(self.local_epochs >= 1, "local-epochs", self.local_epochs, "an integer >= 1")
+        need(self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1")
+        need(
+            0 < self.learning_rate <= 10, "learning-rate", self.learning_rate, "a number in (0, 10]"
+        )
+        need(self.proximal_mu >= 0, "proximal-mu", self.proximal_mu, "a number >= 0")
+        need(0 <= self.trim_beta < 0.5, "trim-beta", self.trim_beta, "a number in [0, 0.5)")
+        need(
+            self.quantization in QUANTIZATIONS,
+            "quantization",
+            self.quantization,
+            f"one of {', '.join(QUANTIZATIONS)}",
+        )
+        if self.model_spec:
+            try:
+                json.loads(self.model_spec)
+            except ValueError:
+                bad.append(
+                    str(ConfigError("run.model-spec", self.model_spec[:40], "a JSON object"))
+                )
+        return bad
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any], *, section: str = "run") -> RunSettings:
+        """From TOML (``snake_case`` or ``kebab-case`` keys); every wrong key is reported."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        errors: list[str] = []
+        for key, value in table.items():
+            name = key.replace("-", "_")
+            if name not in fields:
+                close = difflib.get_close_matches(name, fields, n=1)
+                hint = (
+                    f"a known key (did you mean {close[0].replace('_', '-')!r}?)"
+                    if close
+                    else _known()
+                )
+                errors.append(str(ConfigError(f"{section}.{key}", value, hint)))
+            else:
+                values[name] = value
+        try:
+            settings = cls(**values)
+        except InvalidRunConfig as exc:
+            raise InvalidRunConfig(errors + exc.errors) from None
+        if errors:
+            raise InvalidRunConfig(errors)
+        return settings
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
+        """From Flower's run config (kebab-case); keys that are not ours are ignored."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(
+            **{
+                k.replace("-", "_"): v
+                for k, v in run_config.items()
+                if k.replace("-", "_") in fields
+            }
+        )
+
+    def to_run_config(self) -> dict[str, str | int | float | bool]:
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> RunSettings:
+        return dataclasses.replace(self, **changes)
+
+
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _known() -> str:
+    names = ", ".join(f.name.replace("_", "-") for f in dataclasses.fields(RunSettings))
+    return f"one of {names}"
+
+
+def to_toml(settings: RunSettings) -> str:
+    """Run config as a TOML file for ``flwr run -c FILE.toml`` (values may hold any text).
+
+    A JSON string literal is a valid TOML basic string, so strings go through ``json.dumps``.
+    """
+    lines = []
+    for key, value in settings.to_run_config().items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, str):
+            lines.append(f"{key} = {json.dumps(value)}")
+        else:
+            lines.append(f"{key} = {value!r}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""Strategy registry: config name -> a configured Message-API strategy from Flower.
+
+``get(name)`` raises a helpful error on an unknown name (as ``keras.activations.get``).
+Every strategy gets the same node counts, so ``min-devices`` means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flwr.serverapp.strategy import (
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedYogi,
+)
+
+from coordinator.federation.errors import InvalidRunConfig
+from coordinator.federation.runconfig import RunSettings
+
+Factory = Callable[[RunSettings, dict[str, Any]], Any]
+
+_REGISTRY: dict[str, Factory] = {
+    "fedavg": lambda s, common: FedAvg(**common),
+    "fedprox": lambda s, common: FedProx(proximal_mu=s.proximal_mu, **common),
+    "fedadam": lambda s, common: FedAdam(
+        eta=s.eta, eta_l=s.eta_l, beta_1=s.beta_1, beta_2=s.beta_2, tau=s.tau, **common
+    ),
+    "fedyogi": lambda s, common: FedYogi(
+        eta=s.eta, eta_l=s.eta_l, beta_1=s.beta_1, beta_2=s.beta_2, tau=s.tau, **common
+    ),
+    "fedavgm": lambda s, common: FedAvgM(
+        server_learning_rate=s.server_learning_rate, server_momentum=s.server_momentum, **common
+    ),
+    "fedtrimmedavg": lambda s, common: FedTrimmedAvg(beta=s.trim_beta, **common),
+    "fedmedian": lambda s, common: FedMedian(**common),
+}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> Factory:
+    try:
+        return _REGISTRY[name.lower()]
+    except KeyError:
+        raise InvalidRunConfig(
+            [f"run.strategy: expected one of {', '.join(_REGISTRY)}. Received: strategy={name!r}"]
+        ) from None
+
+
+def build(settings: RunSettings, min_nodes: int) -> Any:
+    """The strategy named in ``settings``, sampling from at least ``min_nodes`` nodes."""
+    common = {
+        "fraction_train": settings.fraction_train,
+        "fraction_evaluate": settings.fraction_evaluate,
+        "min_train_nodes": min_nodes,
+        "min_evaluate_nodes": min_nodes if settings.fraction_evaluate > 0 else 0,
+        "min_available_nodes": min_nodes,
+    }
+    return get(settings.strategy)(settings, common)

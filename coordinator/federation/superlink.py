@@ -1,0 +1,181 @@
+"""Run Flower's SuperLink as a child process, and talk to it with the ``flwr`` CLI.
+
+The SuperLink keeps its state in ``--database`` (boards survive a coordinator restart), never
+installs run dependencies (offline laptops; the FAB's code is the installed packages), and has
+telemetry and update checks off. One port serves SuperNodes, the CLI and the ServerApp.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordinator.federation.errors import RunFailed, SuperLinkError
+
+logger = logging.getLogger(__name__)
+
+BIN = Path(sys.executable).parent
+CONNECTION = "orchard"
+
+
+def flower_env(home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FLWR_HOME": str(home),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+    }
+
+
+@dataclass(frozen=True)
+class SuperLinkSettings:
+    host: str = "127.0.0.1"
+    port: int = 9092
+    workdir: Path = Path("orchard-state/superlink")
+    certificates: tuple[Path, Path, Path] | None = None  # CA, server cert, server key
+    supernode_auth_keys: Path | None = None  # CSV of authorised SuperNode public keys
+
+    @property
+    def address(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"{host}:{self.port}"
+
+
+class SuperLink:
+    def __init__(self, settings: SuperLinkSettings) -> None:
+        self.settings = settings
+        self.workdir = settings.workdir.resolve()
+        self.home = self.workdir / "flwr-home"
+        self.cli_home = self.workdir / "cli-home"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        s = self.settings
+        cmd = [
+            str(BIN / "flower-superlink"),
+            "--database", str(self.workdir / "state.db"),
+            "--disable-runtime-dependency-installation",
+            "--host", s.host, "--port", str(s.port),
+        ]  # fmt: skip
+        if s.certificates:
+            ca, cert, key = s.certificates
+            cmd += [
+                "--ssl-ca-certfile",
+                str(ca),
+                "--ssl-certfile",
+                str(cert),
+                "--ssl-keyfile",
+                str(key),
+            ]
+        else:
+            cmd.append("--insecure")
+        if s.supernode_auth_keys:
+            cmd += ["--enable-supernode-auth"]
+        return cmd
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(exist_ok=True)
+        self._write_cli_config()
+        log = (self.workdir / "superlink.log").open("ab")
+        self.proc = subprocess.Popen(
+            self.command(), cwd=self.workdir, env=flower_env(self.home),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        url = (
+            f"{'https' if self.settings.certificates else 'http'}://{self.settings.address}/health"
+        )
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SuperLinkError(
+                    f"flower-superlink exited with {self.proc.returncode}; see "
+                    f"{self.workdir / 'superlink.log'}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        logger.info("SuperLink up on %s", self.settings.address)
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise SuperLinkError(f"the SuperLink did not answer {url} within {timeout:g} s")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- the flwr CLI ----------------------------------------------------------------------
+    def _write_cli_config(self) -> None:
+        self.cli_home.mkdir(parents=True, exist_ok=True)
+        lines = ["[superlink]", f'default = "{CONNECTION}"', "", f"[superlink.{CONNECTION}]",
+                 f'address = "{self.settings.address}"']  # fmt: skip
+        if self.settings.certificates:
+            lines.append(f'root-certificates = "{self.settings.certificates[0]}"')
+        else:
+            lines.append("insecure = true")
+        (self.cli_home / "config.toml").write_text("\n".join(lines) + "\n")
+
+    def flwr(self, *args: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Run ``flwr ARGS --format json`` against this SuperLink and return its JSON."""
+        cmd = [str(BIN / "flwr"), *args, "--format", "json"]
+        try:
+            done = subprocess.run(
+                cmd, env=flower_env(self.cli_home), cwd=self.workdir, capture_output=True,
+                text=True, timeout=timeout, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise SuperLinkError(f"{' '.join(args[:1])} timed out after {timeout:g} s") from exc
+        try:
+            data = json.loads(done.stdout[done.stdout.find("{") :])
+        except ValueError:
+            raise SuperLinkError(
+                f"flwr {args[0]} failed (rc {done.returncode}): {(done.stderr or done.stdout)[-800:]}"
+            ) from None
+        if not data.get("success", False):
+            raise SuperLinkError(f"flwr {args[0]}: {data.get('error-message', data)}")
+        return data  # type: ignore[no-any-return]
+
+    def submit(self, app_dir: Path, run_config: Path) -> str:
+        data = self.flwr("run", str(app_dir), CONNECTION, "-c", str(run_config), timeout=120)
+        return str(data["run-id"])
+
+    def run_status(self, run_id: str) -> dict[str, Any]:
+        runs = self.flwr("ls", CONNECTION, "--run-id", run_id)["runs"]
+        if not runs:
+            raise RunFailed(f"the SuperLink does not know run {run_id}")
+        return runs[0]  # type: ignore[no-any-return]
+
+    def stop_run(self, run_id: str) -> None:
+        try:
+            self.flwr("stop", run_id, CONNECTION)
+        except SuperLinkError as exc:
+            logger.warning("could not stop run %s: %s", run_id, exc)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self.flwr("supernode", "ls", CONNECTION).get("nodes", []))
