@@ -100,9 +100,17 @@ def _answer_line(answer: dict[str, object]) -> str:
     if "error" in answer:
         return f"error: {answer['error']}"
     result = answer.get("result")
+    if isinstance(result, list) and len(result) == 1:
+        result = result[0]
     version = answer.get("model_version")
     if isinstance(result, dict) and "label" in result:
-        return f"{result['label']} (score {result.get('score', 0):.2f}) from model {version}"
+        scores = result.get("scores")
+        top = max(scores.values()) if isinstance(scores, dict) and scores else None
+        share = f" ({top:.2f})" if isinstance(top, float) else ""
+        return f"{result['label']}{share} from model {version}"
+    if isinstance(result, dict) and "score" in result:
+        flag = "ANOMALY" if result.get("anomaly") else "normal"
+        return f"{flag} (score {result['score']:.3g}) from model {version}"
     return f"{result} from model {version}"
 
 

@@ -133,6 +133,22 @@ class TrainerSupervisor:
         logger.info("trainer started on demand (pid %d)", self._child.pid)
         self.on_event("trainer_started", {"pid": self._child.pid})
 
+    def _refuse_waiting(self) -> None:
+        """Close connections that queued for the killed trainer: their callers learn at once
+        (and read why from the status file) instead of waking a new trainer into the same fate.
+        """
+        if self._listener is None:
+            return
+        self._listener.setblocking(False)
+        try:
+            while True:
+                conn, _ = self._listener.accept()
+                conn.close()
+        except (BlockingIOError, OSError):
+            pass
+        finally:
+            self._listener.setblocking(True)
+
     def _pid(self) -> int | None:
         if self._child is not None:
             return self._child.pid if self._child.poll() is None else None
@@ -180,11 +196,13 @@ class TrainerSupervisor:
                 self._child.wait(10)
             except subprocess.TimeoutExpired:
                 logger.error("trainer pid %d did not die after SIGKILL", pid)
-        self.kills += 1
+        # The status first: a caller whose connection closes next reads the reason from it.
         status.update(
             self.status_path, state="stopped", pid=None, request_started=None,
             last_outcome=outcome, last_reason=reason, peak_rss_mb=round(peak, 1),
         )  # fmt: skip
+        self.kills += 1
+        self._refuse_waiting()
         self.on_event(
             "budget_violation",
             {"outcome": outcome, "reason": reason, "peak_rss_mb": round(peak, 1)},

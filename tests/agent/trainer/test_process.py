@@ -1,0 +1,92 @@
+"""The trainer as a real process: started on demand through the supervisor's socket."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent import config as agent_config
+from agent.federation import status, wire
+from agent.federation.messages import EVALUATE_KEYS, TRAIN_KEYS
+from agent.federation.trainer_supervisor import TrainerSupervisor
+from tests.agent.trainer.conftest import SPEC
+
+pytestmark = pytest.mark.slow
+
+
+def _initial_weights() -> list[np.ndarray]:
+    from models import families
+
+    return [np.asarray(w, np.float32) for w in families.build(SPEC).get_weights()]
+
+
+def _supervisor(device_dir: Path, **budget: object) -> TrainerSupervisor:
+    cfg = agent_config.load(device_dir / "agent.toml")
+    if budget:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, **budget))
+    sup = TrainerSupervisor(
+        cfg.federation, cfg.training, config_path=device_dir / "agent.toml", state_dir=cfg.state_dir
+    )
+    sup.start()
+    return sup
+
+
+def test_fit_then_evaluate_hands_a_model_to_the_agent(device_dir: Path) -> None:
+    sup = _supervisor(device_dir)
+    try:
+        weights = _initial_weights()
+        header = {"op": "fit", "run_id": "r1", "round": 1, "spec": SPEC.to_dict(),
+                  "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.01}}  # fmt: skip
+        reply, out = wire.call(str(device_dir / "t.sock"), header, weights, timeout=120)
+        assert reply["ok"], reply
+        assert sorted(reply["metrics"]) == sorted(TRAIN_KEYS)
+        assert [a.shape for a in out] == [w.shape for w in weights]
+        assert reply["metrics"]["num-examples"] == 320
+        assert reply["metrics"]["val_metric"] > 0.6  # learnable: well above chance (1/3)
+        assert sup.starts == 1
+
+        header = {**header, "op": "evaluate", "quantization": "int8", "model_name": "t"}
+        reply, out = wire.call(str(device_dir / "t.sock"), header, out, timeout=120)
+        assert reply["ok"], reply
+        assert sorted(reply["metrics"]) == sorted(EVALUATE_KEYS) and out == []
+        assert reply["metrics"]["installed"] == 1.0
+        bundles = [p.name for p in (device_dir / "models" / "inbox").iterdir()]
+        assert bundles == ["t-r1.1-int8"]
+        assert sup.starts == 1  # warm: the same process answered both
+        st = status.read(status.path_for(device_dir))
+        assert st["last_outcome"] == "ok" and st["state"] == "idle"
+    finally:
+        sup.stop()
+
+
+def test_bad_arrays_are_refused_and_the_trainer_stays_up(device_dir: Path) -> None:
+    sup = _supervisor(device_dir)
+    try:
+        header = {"op": "fit", "round": 1, "spec": SPEC.to_dict()}
+        reply, _ = wire.call(str(device_dir / "t.sock"), header, [np.zeros(3, np.float32)], timeout=120)
+        assert not reply["ok"] and reply["code"] == 605 and "weight arrays" in reply["error"]
+        reply, _ = wire.call(str(device_dir / "t.sock"), {"op": "ping"}, timeout=30)
+        assert reply["ok"] and sup.starts == 1
+    finally:
+        sup.stop()
+
+
+def test_over_memory_budget_is_killed_and_recorded(device_dir: Path) -> None:
+    sup = _supervisor(device_dir, memory_mb=120)  # TensorFlow alone needs several times this
+    try:
+        header = {"op": "fit", "round": 1, "spec": SPEC.to_dict()}
+        with pytest.raises(wire.WireError):
+            wire.call(str(device_dir / "t.sock"), header, _initial_weights(), timeout=120)
+        deadline = time.monotonic() + 30
+        while sup.kills == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        st = status.read(status.path_for(device_dir))
+        assert sup.kills == 1 and st["last_outcome"] == "over_memory"
+        assert "memory_mb 120" in st["last_reason"] and st["peak_rss_mb"] > 120
+    finally:
+        sup.stop()
