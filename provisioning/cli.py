@@ -1,10 +1,226 @@
-"""``orchard-provision``: put the agent onto a board (image, rootfs or ssh)."""
+"""``orchard-provision``: put the agent onto a board (image, rootfs or ssh) and run the CA."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
+from provisioning.errors import ProvisionError
+
 app = typer.Typer(help="Orchard provisioning: put the agent onto a Pi.", no_args_is_help=True)
+ca_app = typer.Typer(help="The fleet CA and the inventory of issued devices.", no_args_is_help=True)
+app.add_typer(ca_app, name="ca")
+
+DeviceId = Annotated[str, typer.Option("--device-id", help="The device's id (agent device_id).")]
+CaDir = Annotated[
+    Path | None,
+    typer.Option("--ca", help="Fleet CA dir: issue the device's SuperNode key and MQTT creds."),
+]
+Hostname = Annotated[str | None, typer.Option(help="Hostname (default: from the device id).")]
+User = Annotated[str, typer.Option(help="Login user created on first boot.")]
+PasswordHash = Annotated[
+    str | None, typer.Option(help="crypt(3) hash for the user (openssl passwd -6); else locked.")
+]
+SshKey = Annotated[
+    list[Path] | None, typer.Option("--ssh-key", help="Authorized public key file (repeatable).")
+]
+WifiSsid = Annotated[str | None, typer.Option(help="Wi-Fi network name.")]
+WifiPsk = Annotated[str | None, typer.Option(help="Wi-Fi passphrase (stored as the WPA PSK).")]
+WifiCountry = Annotated[str | None, typer.Option(help="Wi-Fi regulatory country, e.g. DE.")]
+Coordinator = Annotated[
+    str | None, typer.Option(help="Flower SuperLink HOST[:PORT] (default port 9092).")
+]
+Insecure = Annotated[bool, typer.Option(help="Flower without TLS (no SuperNode auth).")]
+Mqtt = Annotated[
+    str | None, typer.Option(help="Broker URL: mqtt://[user:pw@]host[:port], mqtts://")
+]
+MqttAuth = Annotated[
+    str | None, typer.Option(help="cert | password | none (default: cert for mqtts://).")
+]
+Wheelhouse = Annotated[Path | None, typer.Option(help="Directory of wheels: offline install.")]
+Package = Annotated[str, typer.Option(help="What pip installs into /opt/orchard/venv.")]
+Config = Annotated[Path | None, typer.Option("--config", help="Base agent.toml (sensors, budget).")]
+Timezone = Annotated[str | None, typer.Option(help="Time zone, e.g. Europe/Berlin.")]
+Reissue = Annotated[bool, typer.Option(help="Issue new keys even if the device has some.")]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ProvisionError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+def _plan(values: dict[str, Any], ca: Path | None, mqtt_auth: str | None, reissue: bool) -> Any:
+    from provisioning.ca import FleetCA
+    from provisioning.options import DeviceOptions, read_base_config, read_ssh_key
+    from provisioning.plan import build_plan
+
+    keys = [line for path in values.pop("ssh_key") or [] for line in read_ssh_key(path)]
+    config = values.pop("config")
+    values["ssh_keys"] = keys
+    values["base_config"] = read_base_config(config) if config else {}
+    opts = DeviceOptions.from_mapping({k: v for k, v in values.items() if v is not None})
+    identity = None
+    if ca is not None:
+        if mqtt_auth is None:
+            needs_creds = opts.mqtt is not None and opts.mqtt.username is None
+            mqtt_auth = (
+                "cert" if opts.mqtt and opts.mqtt.tls else "password" if needs_creds else "none"
+            )
+        identity = FleetCA.open(ca).issue(opts.device_id, mqtt=mqtt_auth, reissue=reissue)
+    elif opts.coordinator is not None and not opts.insecure:
+        raise ProvisionError("--coordinator needs --ca (SuperNode key, TLS root) or --insecure")
+    return build_plan(opts, identity)
+
+
+@app.command()
+def image(
+    image: Annotated[Path, typer.Option(help="Raspberry Pi OS .img or .img.xz (not modified).")],
+    device_id: DeviceId,
+    out: Annotated[Path | None, typer.Option(help="Result .img or .img.xz.")] = None,
+    os_flavour: Annotated[str, typer.Option("--os", help="auto | bookworm | trixie")] = "auto",
+    write: Annotated[Path | None, typer.Option(help="Then write it to this SD card.")] = None,
+    yes_erase_disk: Annotated[bool, typer.Option(help="Confirm --write.")] = False,
+    ca: CaDir = None, hostname: Hostname = None, user: User = "pi",
+    password_hash: PasswordHash = None, ssh_key: SshKey = None, wifi_ssid: WifiSsid = None,
+    wifi_psk: WifiPsk = None, wifi_country: WifiCountry = None, coordinator: Coordinator = None,
+    insecure: Insecure = False, mqtt: Mqtt = None, mqtt_auth: MqttAuth = None,
+    wheelhouse: Wheelhouse = None, package: Package = "orchard-fl[agent,train]",
+    config: Config = None, timezone: Timezone = None, reissue: Reissue = False,
+) -> None:  # fmt: skip
+    """Edit a Raspberry Pi OS image offline (no root) so the board provisions itself."""
+    values = {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
+    from provisioning.image import disk, files
+    from provisioning.targets import get
+
+    with _errors():
+        if write is not None and not yes_erase_disk:
+            raise ProvisionError(f"--write {write} erases that disk; add --yes-erase-disk")
+        plan = _plan(values, ca, mqtt_auth, reissue)
+        out = out or files.default_out(image, device_id)
+        report = get("image")(image=image, out=out, flavour=os_flavour).apply(plan)
+        typer.echo(report.summary())
+        if write is not None:
+            raw = out
+            if files.is_xz(out):
+                raw = out.with_name(out.name[:-3])
+                files.unpack(out, raw)
+            size = disk.write_image(raw, write, confirmed=yes_erase_disk)
+            typer.echo(f"wrote {size} bytes to {write}")
+
+
+@app.command()
+def rootfs(
+    root: Annotated[Path, typer.Option(help="A mounted root filesystem (the SD card's rootfs).")],
+    device_id: DeviceId,
+    ca: CaDir = None, hostname: Hostname = None, user: User = "pi",
+    password_hash: PasswordHash = None, ssh_key: SshKey = None, wifi_ssid: WifiSsid = None,
+    wifi_psk: WifiPsk = None, wifi_country: WifiCountry = None, coordinator: Coordinator = None,
+    insecure: Insecure = False, mqtt: Mqtt = None, mqtt_auth: MqttAuth = None,
+    wheelhouse: Wheelhouse = None, package: Package = "orchard-fl[agent,train]",
+    config: Config = None, timezone: Timezone = None, reissue: Reissue = False,
+) -> None:  # fmt: skip
+    """Apply the plan to a mounted root directory."""
+    values = {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
+    from provisioning.targets import get
+
+    with _errors():
+        plan = _plan(values, ca, mqtt_auth, reissue)
+        typer.echo(get("rootfs")(root=root).apply(plan).summary())
+
+
+@app.command()
+def ssh(
+    host: Annotated[str, typer.Option(help="user@board (keys or an ssh agent; no prompts).")],
+    device_id: DeviceId,
+    port: Annotated[int | None, typer.Option(help="SSH port.")] = None,
+    sudo: Annotated[bool | None, typer.Option(help="Use sudo (default: unless root).")] = None,
+    ca: CaDir = None, hostname: Hostname = None, user: User = "pi",
+    password_hash: PasswordHash = None, ssh_key: SshKey = None, wifi_ssid: WifiSsid = None,
+    wifi_psk: WifiPsk = None, wifi_country: WifiCountry = None, coordinator: Coordinator = None,
+    insecure: Insecure = False, mqtt: Mqtt = None, mqtt_auth: MqttAuth = None,
+    wheelhouse: Wheelhouse = None, package: Package = "orchard-fl[agent,train]",
+    config: Config = None, timezone: Timezone = None, reissue: Reissue = False,
+) -> None:  # fmt: skip
+    """Apply the plan to a running board over SSH (a second run changes nothing)."""
+    values = {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
+    from provisioning.targets import get
+
+    with _errors():
+        plan = _plan(values, ca, mqtt_auth, reissue)
+        typer.echo(get("ssh")(host=host, port=port, sudo=sudo).apply(plan).summary())
+
+
+_NOT_OPTIONS = {
+    "image", "out", "os_flavour", "write", "yes_erase_disk", "root", "host", "port", "sudo",
+    "ca", "mqtt_auth", "reissue",
+}  # fmt: skip
+
+
+@ca_app.command("init")
+def ca_init(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the CA lives (kept private).")],
+    name: Annotated[str, typer.Option(help="The CA's common name.")] = "Orchard fleet CA",
+) -> None:
+    """Create the fleet CA."""
+    from provisioning.ca import FleetCA
+
+    with _errors():
+        ca = FleetCA.init(directory, name)
+        typer.echo(f"created {ca.dir / 'ca.pem'} (private key {ca.dir / 'ca.key'}, mode 0600)")
+
+
+@ca_app.command("server-cert")
+def ca_server_cert(
+    directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")],
+    host: Annotated[list[str], typer.Option(help="DNS name or IP of the coordinator (repeat).")],
+    name: Annotated[str, typer.Option(help="File name and common name.")] = "coordinator",
+) -> None:
+    """Issue the coordinator's TLS certificate (SuperLink --ssl-*, Mosquitto listener)."""
+    from provisioning.ca import FleetCA
+
+    with _errors():
+        cert, key = FleetCA.open(directory).server_cert(name, tuple(host))
+        typer.echo(f"certificate {cert}\nprivate key {key}\nCA {directory / 'ca.pem'}")
+
+
+@ca_app.command("list")
+def ca_list(directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")]) -> None:
+    """The inventory: every issued device, its MQTT kind and SuperNode key fingerprint."""
+    from provisioning.ca import FleetCA
+
+    with _errors():
+        for record in FleetCA.open(directory).records():
+            node = record.get("supernode")
+            fp = node.get("fingerprint") if isinstance(node, dict) else "-"
+            mqtt = record.get("mqtt")
+            kind = mqtt.get("kind") if isinstance(mqtt, dict) else "-"
+            state = f"revoked {record['revoked_at']}" if record.get("revoked_at") else "active"
+            typer.echo(f"{record['device_id']}\t{state}\tmqtt={kind}\tsupernode={fp}")
+
+
+@ca_app.command("revoke")
+def ca_revoke(
+    device_id: Annotated[str, typer.Argument(help="The device to revoke.")],
+    directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")],
+) -> None:
+    """Revoke a device: CRL entry, password removed, secrets deleted, SuperNode key dropped."""
+    from provisioning.ca import FleetCA
+
+    with _errors():
+        FleetCA.open(directory).revoke(device_id)
+        typer.echo(
+            f"revoked {device_id}: reload Mosquitto (crlfile/password_file) and run "
+            "`flwr supernode unregister <node-id>` on the coordinator"
+        )
 
 
 @app.command()
@@ -16,8 +232,9 @@ def version() -> None:
 
 
 @app.callback()
-def _main() -> None:
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Orchard provisioning."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
 
 
 def main() -> None:

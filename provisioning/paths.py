@@ -1,0 +1,27 @@
+"""Where things live on a provisioned board (one place, so the plan and the docs agree)."""
+
+from __future__ import annotations
+
+ETC = "/etc/orchard"
+AGENT_TOML = f"{ETC}/agent.toml"
+DEVICE_JSON = f"{ETC}/device.json"
+CA_PEM = f"{ETC}/certs/ca.pem"
+MQTT_CERT = f"{ETC}/certs/mqtt-client.pem"
+MQTT_KEY = f"{ETC}/keys/mqtt-client.key"
+SUPERNODE_KEY = f"{ETC}/keys/supernode"
+SUPERNODE_PUB = f"{ETC}/keys/supernode.pub"
+UNIT_DIR = "/etc/systemd/system"
+SYSUSERS = "/etc/sysusers.d/orchard.conf"
+TMPFILES = "/etc/tmpfiles.d/orchard.conf"
+INSTALLER = "/usr/local/lib/orchard/install.sh"
+WHEELHOUSE = "/var/cache/orchard/wheelhouse"
+VENV = "/opt/orchard/venv"
+STATE_DIR = "/var/lib/orchard"
+TRAINER_SOCK = "/run/orchard/trainer.sock"
+USER = "orchard"
+
+AGENT_UNIT = "orchard-agent.service"
+TRAINER_SOCKET = "orchard-trainer.socket"
+TRAINER_UNIT = "orchard-trainer.service"
+FIRSTBOOT_UNIT = "orchard-firstboot.service"
+BUDGET_DROPIN = f"{UNIT_DIR}/{TRAINER_UNIT}.d/budget.conf"

@@ -1,0 +1,63 @@
+"""Fixtures for provisioning tests: a fleet CA, device options, a tiny offline wheelhouse."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioning.ca import FleetCA
+from provisioning.options import DeviceOptions
+
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000000 me@laptop"
+
+
+@pytest.fixture
+def fleet_ca(tmp_path: Path) -> FleetCA:
+    return FleetCA.init(tmp_path / "ca")
+
+
+@pytest.fixture
+def make_options() -> Callable[..., DeviceOptions]:
+    def make(**overrides: Any) -> DeviceOptions:
+        values: dict[str, Any] = {
+            "device_id": "kitchen-pi",
+            "ssh_keys": [SSH_KEY],
+            "wifi_ssid": "orchard-net",
+            "wifi_psk": "correct horse battery",
+            "wifi_country": "DE",
+            "coordinator": "coord.example:9092",
+            "mqtt": "mqtts://coord.example",
+            "base_config": {
+                "sensors": {"room": {"driver": "bme280", "interval_s": 10, "address": 0x76}},
+                "training": {"memory_mb": 512, "cpu_quota_pct": 75, "nice": 12},
+            },
+        }
+        values.update(overrides)
+        return DeviceOptions.from_mapping({k: v for k, v in values.items() if v is not None})
+
+    return make
+
+
+def fake_wheel(directory: Path) -> Path:
+    """A tiny ``orchard-fl`` wheel with an ``orchard-agent`` script: offline installs in tests."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wheel = directory / "orchard_fl-0.0.1-py3-none-any.whl"
+    info = "orchard_fl-0.0.1.dist-info"
+    files = {
+        "orchard_fake/__init__.py": "def main() -> None:\n    print('fake agent')\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: orchard-fl\nVersion: 0.0.1\n"
+        "Provides-Extra: agent\nProvides-Extra: train\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+        f"{info}/entry_points.txt": "[console_scripts]\norchard-agent = orchard_fake:main\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+        zf.writestr(f"{info}/RECORD", record)
+    return directory
