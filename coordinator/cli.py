@@ -5,8 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from coordinator.config import CoordinatorConfig
+
+CONFIG_ERROR = 78  # as the agent: a config problem, not worth restarting
 
 app = typer.Typer(help="Orchard coordinator: runs on the laptop.", no_args_is_help=True)
 
@@ -112,6 +118,93 @@ def _answer_line(answer: dict[str, object]) -> str:
         flag = "ANOMALY" if result.get("anomaly") else "normal"
         return f"{flag} (score {result['score']:.3g}) from model {version}"
     return f"{result} from model {version}"
+
+
+DEFAULT_CONFIG = Path("coordinator.toml")
+
+
+def _load_or_exit(path: Path) -> CoordinatorConfig:
+    from coordinator import config
+    from coordinator.errors import InvalidConfig
+
+    try:
+        return config.load(path)
+    except InvalidConfig as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(CONFIG_ERROR) from exc
+
+
+@app.command("check-config")
+def check_config(path: Path = typer.Argument(DEFAULT_CONFIG, help="The coordinator.toml to check.")) -> None:
+    """Validate a config file; name every wrong key, its value and what was expected."""
+    cfg = _load_or_exit(path)
+    model = f"{cfg.model.family}/{cfg.model.task.value}" if cfg.model else "none ([model] missing)"
+    broker = cfg.health.mqtt.host or "embedded"
+    typer.echo(f"{path}: OK — SuperLink {cfg.superlink.host}:{cfg.superlink.port}, model {model}, "
+               f"strategy {cfg.run.strategy}, {cfg.run.num_server_rounds} rounds, MQTT {broker}")  # fmt: skip
+
+
+@app.command()
+def run(
+    config_path: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="coordinator.toml"),
+    keep_serving: bool = typer.Option(False, help="Keep the SuperLink, ingest and dashboard up after the run."),
+) -> None:
+    """Start the SuperLink, health ingest and dashboard; run the federated training in [run]."""
+    from coordinator.errors import CoordinatorError
+    from coordinator.service import Coordinator
+
+    cfg = _load_or_exit(config_path)
+    if cfg.model is None:
+        typer.secho(f"{config_path}: [model] is required to train (family, task, features ...)",
+                    fg="red", err=True)  # fmt: skip
+        raise typer.Exit(CONFIG_ERROR)
+    try:
+        with Coordinator(cfg, say=typer.echo) as coordinator:
+            result = coordinator.train()
+            typer.echo(f"run {result.run_id} completed: {result.run_dir}")
+            typer.echo(f"plots: {result.run_dir / 'training.png'}")
+            if keep_serving:
+                typer.echo("serving until Ctrl-C / SIGTERM ...")
+                coordinator.wait()
+    except CoordinatorError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command("runs")
+def list_runs(
+    runs_dir: Path = typer.Option(Path("orchard-state/runs"), help="Where runs/<run-id>/ live."),
+) -> None:
+    """List federated runs with their final metrics."""
+    from coordinator.federation.runs import summaries
+
+    rows = summaries(runs_dir)
+    if not rows:
+        typer.echo(f"no runs under {runs_dir}")
+        return
+    typer.echo(f"{'run':<22} {'status':<10} {'strategy':<14} {'rounds':>6} {'central':>8} "
+               f"{'devices':>8} {'started':<20}")  # fmt: skip
+    for r in rows:
+        typer.echo(f"{r.run_id:<22} {r.status:<10} {r.strategy:<14} {r.rounds:>6} {r.central:>8} "
+                   f"{r.devices:>8} {r.started:<20}")  # fmt: skip
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., help="A model bundle: runs/<run-id>/round-<n>"),
+    input_path: Path = typer.Option(..., "--input", help="CSV (feature columns) or JSON {\"instances\": [...]}"),
+) -> None:
+    """Predict with a round's TFLite model through LiteRT, as a device would."""
+    from coordinator.federation.runs import predict_file
+    from coordinator.errors import CoordinatorError
+    from models.errors import ModelError
+
+    try:
+        for line in predict_file(model, input_path):
+            typer.echo(line)
+    except (CoordinatorError, ModelError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
 
 
 def main() -> None:

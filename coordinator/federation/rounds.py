@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,10 @@ from coordinator.federation.errors import RunFailed
 from coordinator.federation.grid import RoundGrid
 from coordinator.federation.history import History
 from coordinator.federation.runconfig import RunSettings
+from coordinator.federation.selection import AllNodes, Fleet
 from models.spec import ModelSpec, Task
 
 logger = logging.getLogger(__name__)
-
-Selector = Callable[[list[int]], tuple[list[int], dict[int, str]]]
-
-
-def _all_eligible(nodes: list[int]) -> tuple[list[int], dict[int, str]]:
-    return nodes, {}
-
 
 class FederatedRun:
     def __init__(
@@ -45,13 +38,13 @@ class FederatedRun:
         settings: RunSettings,
         run_id: str,
         *,
-        selector: Selector = _all_eligible,
+        fleet: Fleet | None = None,
         poll_s: float = 1.0,
     ) -> None:
         self.grid = grid
         self.settings = settings
         self.run_id = run_id
-        self.selector = selector
+        self.fleet = fleet or AllNodes()
         self.poll_s = poll_s
         if not settings.model_spec:
             raise RunFailed(
@@ -87,7 +80,11 @@ class FederatedRun:
             started = time.monotonic()
             eligible, skipped = self._eligible(rnd)
             view = RoundGrid(self.grid, eligible)
-            record: dict[str, Any] = {"round": rnd, "selected": eligible, "skipped": skipped}
+            record: dict[str, Any] = {
+                "round": rnd,
+                "selected": eligible,
+                "skipped": {str(node): why for node, why in sorted(skipped.items())},
+            }
 
             train_msgs = strategy.configure_train(rnd, ArrayRecord(arrays), ConfigRecord(), view)
             replies = list(view.send_and_receive(train_msgs, timeout=s.round_timeout))
@@ -122,6 +119,7 @@ class FederatedRun:
             record["bytes_sent"] = sum(p["bytes_sent"] for p in phases.values())
             record["bytes_received"] = sum(p["bytes_received"] for p in phases.values())
             record["duration_s"] = round(time.monotonic() - started, 3)
+            self.fleet.record(rnd, _outcomes(phases.get("train")))
             self.history.add_round(record)
             self._plots(model, holdout)
             logger.info("round %d done in %.1f s: %s", rnd, record["duration_s"], record["train"])
@@ -141,9 +139,9 @@ class FederatedRun:
         deadline = time.monotonic() + s.wait_for_devices
         while True:
             nodes = sorted(self.grid.get_node_ids())
-            eligible, skipped = self.selector(nodes)
+            eligible, skipped = self.fleet.select(nodes)
             if len(eligible) >= s.min_devices:
-                return eligible, {str(k): v for k, v in skipped.items()}  # type: ignore[misc]
+                return eligible, skipped
             if time.monotonic() >= deadline:
                 reasons = "; ".join(f"node {k}: {v}" for k, v in skipped.items()) or "none skipped"
                 raise RunFailed(
@@ -171,6 +169,17 @@ def _ok_arrays(replies: list[Message]) -> list[tuple[float, list[np.ndarray]]]:
         arrays = next(iter(msg.content.array_records.values()), None)
         if arrays is not None:
             out.append((float(metrics.get("num-examples", 0)), arrays.to_numpy_ndarrays()))
+    return out
+
+
+def _outcomes(phase: dict[str, Any] | None) -> dict[int, tuple[bool, str]]:
+    """Per node: trained or not, and why not (error reason, or no reply in time)."""
+    if not phase:
+        return {}
+    out = {int(n): (False, "no reply before the round timeout") for n in phase["no_reply"]}
+    for reply in phase["replies"]:
+        error = reply.get("error")
+        out[int(reply["node_id"])] = (False, str(error["reason"])) if error else (True, "ok")
     return out
 
 

@@ -1,0 +1,92 @@
+"""``orchard-coordinator run``: the laptop's processes wired together.
+
+Health (embedded broker or Mosquitto, ingest, registry, dashboard) starts first so boards can
+report while the SuperLink comes up; the SuperLink keeps its state in ``state_dir``; the run is
+submitted through ``flwr run`` and followed to the end with a deadline.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from coordinator.config import CoordinatorConfig
+from coordinator.federation.submit import follow, submit
+from coordinator.federation.superlink import SuperLink
+from coordinator.health.service import HealthService
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    history: dict[str, Any]
+
+
+def progress_line(record: dict[str, Any], rounds: int) -> str:
+    def fmt(part: dict[str, float] | None, key: str) -> str:
+        return "-" if not part or key not in part else f"{part[key]:.3f}"
+
+    return (
+        f"round {record['round']}/{rounds}: train loss {fmt(record.get('train'), 'loss')} "
+        f"metric {fmt(record.get('train'), 'metric')} | device eval "
+        f"{fmt(record.get('evaluate'), 'metric')} | central {fmt(record.get('central'), 'metric')}"
+        f" | {len(record.get('selected', []))} devices, {len(record.get('skipped', {}))} skipped, "
+        f"{record.get('failures', 0)} failures | {record.get('duration_s', 0):.1f} s"
+    )
+
+
+class Coordinator:
+    def __init__(self, config: CoordinatorConfig, say: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.say = say
+        self.health = HealthService(config.health, runs_dir=config.runs_dir)
+        self.superlink = SuperLink(config.superlink)
+        self._stop = threading.Event()
+
+    def __enter__(self) -> Coordinator:
+        self.config.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.health.start()
+        where = self.health.dashboard_url or "disabled"
+        self.say(f"health: MQTT {self.health.mqtt_host}:{self.health.mqtt_port}, dashboard {where}")
+        try:
+            self.superlink.start()
+        except BaseException:
+            self.health.stop()
+            raise
+        self.say(f"SuperLink listening on {self.config.superlink.host}:{self.config.superlink.port}")
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.superlink.stop()
+        self.health.stop()
+
+    def train(self) -> RunResult:
+        settings = self.config.run_settings()
+        registry = self.health.registry
+        if registry is not None:
+            settings = settings.replace(registry=str(registry.path.resolve()))
+        run_id = submit(self.superlink, settings, self.config.state_dir / "superlink")
+        self.say(f"run {run_id} submitted: {settings.num_server_rounds} rounds of {settings.strategy}, "
+                 f"waiting for {settings.min_devices} device(s)")  # fmt: skip
+        rounds = settings.num_server_rounds
+        history = follow(
+            self.superlink, run_id, settings, on_round=lambda r: self.say(progress_line(r, rounds))
+        )
+        return RunResult(run_id, Path(settings.out_dir) / run_id, history)
+
+    def wait(self) -> None:
+        """Block until SIGTERM/SIGINT."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+        while not self._stop.wait(1.0):
+            if not self.superlink.alive:
+                self.say("the SuperLink exited")
+                return

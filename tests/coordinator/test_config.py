@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coordinator import config
+from coordinator.errors import InvalidConfig
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "coordinator.example.toml"
+
+
+def test_the_documented_example_is_valid() -> None:
+    cfg = config.load(EXAMPLE)
+    assert cfg.model is not None and cfg.model.labels == ("empty", "occupied", "crowded")
+    run = cfg.run_settings()
+    assert json.loads(run.model_spec)["family"] == "mlp"
+    assert Path(run.out_dir).is_absolute() and run.num_server_rounds == 10
+
+
+def test_every_wrong_key_in_every_section_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "colour = 1\n[superlink]\nport = 0\nhots = 'x'\n"
+        "[model]\nfeatures = []\n"
+        "[run]\nstrategy = 'fedsgd'\nrounds = 3\nbatch-size = 0\n"
+    )
+    with pytest.raises(InvalidConfig) as info:
+        config.load(path)
+    text = str(info.value)
+    for needle in (
+        "colour: expected a section", "superlink.port: expected a port", "superlink.hots",
+        "model.features: expected a non-empty list", "run.strategy", "run.rounds",
+    ):  # fmt: skip
+        assert needle in text, text
+
+
+def test_check_config_exits_78_on_errors(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[run]\nmin-devices = 0\n")
+    exe = Path(sys.executable).parent / "orchard-coordinator"
+    bad = subprocess.run([exe, "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 78 and "run.min-devices: expected an integer >= 1" in bad.stderr
+    good = subprocess.run([exe, "check-config", str(EXAMPLE)], capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0 and "OK" in good.stdout
