@@ -26,20 +26,23 @@ import socket
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError, ConfigError, InvalidConfig
 from agent.federation.settings import FederationSettings
-from agent.options import Options
+from agent.health.settings import HealthSettings
+from agent.options import Options, collecting, flatten
 from agent.sensors.config import SensorConfig, build_sensors
 from agent.sensors.sampler import SamplerConfig
 from agent.serve.settings import HttpSettings
 from agent.store.options import StoreOptions
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_SECTIONS = ("sensors", "store", "models", "http", "mqtt", "training", "sampling", "federation")
+_SECTIONS = (
+    "sensors", "store", "models", "http", "mqtt", "health", "training", "sampling", "federation"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,9 @@ class ModelSettings:
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], state_dir: Path) -> ModelSettings:
-        o = Options("models", table)
+        o = Options("models", table, collect=True)
         settings = cls(
-            dir=Path(o.get_raw("dir", str(state_dir / "models"))),
+            dir=Path(o.get_str("dir", str(state_dir / "models"))),
             num_threads=o.get_int("num_threads", 1, low=1, high=16),
             latency_bound_ms=o.get_float("latency_bound_ms", 50.0, positive=True),
         )
@@ -78,7 +81,7 @@ class MqttSettings:
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any]) -> MqttSettings:
-        o = Options("mqtt", table)
+        o = Options("mqtt", table, collect=True)
         tls_default = 8883 if table.get("tls_ca") else 1883
         settings = cls(
             host=o.optional_str("host"),
@@ -93,9 +96,9 @@ class MqttSettings:
             health_interval_s=o.get_float("health_interval_s", 30.0, low=1.0),
             topic_prefix=o.get_str("topic_prefix", "orchard/v1"),
         )
-        o.done()
         if (settings.tls_cert is None) != (settings.tls_key is None):
-            raise ConfigError("mqtt.tls_key", settings.tls_key, "tls_cert and tls_key together")
+            o.report("tls_key", settings.tls_key, "tls_cert and tls_key together")
+        o.done()
         return settings
 
 
@@ -114,7 +117,7 @@ class TrainingBudget:
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any]) -> TrainingBudget:
-        o = Options("training", table)
+        o = Options("training", table, collect=True)
         hours = o.get_raw("allowed_hours", [0, 24])
         if not (
             isinstance(hours, list | tuple)
@@ -122,7 +125,8 @@ class TrainingBudget:
             and all(isinstance(h, int) and not isinstance(h, bool) for h in hours)
             and 0 <= hours[0] < hours[1] <= 24
         ):
-            raise o.error("allowed_hours", hours, "[start, end] hours with 0 <= start < end <= 24")
+            o.report("allowed_hours", hours, "[start, end] hours with 0 <= start < end <= 24")
+            hours = [0, 24]
         budget = cls(
             memory_mb=o.get_int("memory_mb", 768, low=64),
             cpu_quota_pct=o.get_int("cpu_quota_pct", 50, low=1, high=400),
@@ -150,12 +154,13 @@ class AgentConfig:
     training: TrainingBudget
     sampling: SamplerConfig
     sensor_tables: Mapping[str, Any]
-    federation: FederationSettings = FederationSettings()
+    federation: FederationSettings = field(default_factory=FederationSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     source: str = "<defaults>"
 
 
 def _sampling(table: Mapping[str, Any]) -> SamplerConfig:
-    o = Options("sampling", table)
+    o = Options("sampling", table, collect=True)
     cfg = SamplerConfig(
         max_consecutive_errors=o.get_int("max_consecutive_errors", 5, low=1),
         retry_disabled_s=o.get_float("retry_disabled_s", 300.0, positive=True),
@@ -189,43 +194,38 @@ class _Collector:
         try:
             yield
         except ConfigError as exc:
-            self.errors.append(str(exc))
+            self.errors.extend(str(e) for e in flatten(exc))
 
 
 def _sensors(sensor_tables: Mapping[str, Any], check: _Collector) -> tuple[SensorConfig, ...]:
-    sensors: list[SensorConfig] = []
     if not sensor_tables:
         check.errors.append(str(ConfigError("sensors", {}, "at least one [sensors.NAME] table")))
         return ()
-    for name, table in sensor_tables.items():
-        if not isinstance(table, Mapping):
-            check.errors.append(str(ConfigError(f"sensors.{name}", table, "a table")))
-            continue
-        with check.section():
-            sensors.append(SensorConfig.from_table(name, table))
-    if len(sensors) == len(sensor_tables):
-        # Build the drivers once to check their options (no hardware or network is touched).
-        with check.section():
-            for sensor in build_sensors(sensor_tables, clock=time.time):
-                sensor.driver.close()
-    return tuple(sensors)
+    # Build the drivers once to check their options (no hardware or network is touched); this
+    # names every wrong key of every sensor, and clashes between sensors.
+    with check.section():
+        for sensor in build_sensors(sensor_tables, clock=time.time):
+            sensor.driver.close()
+        return tuple(SensorConfig.from_table(n, t) for n, t in sensor_tables.items())
+    return ()
 
 
 def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> AgentConfig:
     """Validate a parsed ``agent.toml``; ``InvalidConfig`` lists every wrong key found."""
+    with collecting():  # every Options, drivers' included, records all its wrong keys
+        return _from_mapping(data, source)
+
+
+def _from_mapping(data: Mapping[str, Any], source: str) -> AgentConfig:
     check = _Collector()
-    top = Options("", {k: v for k, v in data.items() if k not in _SECTIONS})
-    device_id, fleet, state_dir = "invalid", None, Path(".")
+    top = Options("", {k: v for k, v in data.items() if k not in _SECTIONS}, collect=True)
+    device_id = top.get_str("device_id", socket.gethostname())
+    if not _ID.match(device_id):
+        top.report("device_id", device_id, "letters, digits, '.', '_' or '-'")
+    fleet = top.optional_str("fleet")
+    state_dir = Path(top.get_str("state_dir", "/var/lib/orchard"))
     with check.section():
-        device_id = top.get_str("device_id", socket.gethostname())
-        if not _ID.match(device_id):
-            raise ConfigError("device_id", device_id, "letters, digits, '.', '_' or '-'")
-    with check.section():
-        fleet = top.optional_str("fleet")
-    with check.section():
-        state_dir = Path(top.get_str("state_dir", "/var/lib/orchard"))
-    with check.section():
-        top.done()
+        top.done(also=_SECTIONS)
     tables: dict[str, Mapping[str, Any]] = {}
     for name in _SECTIONS:
         tables[name] = {}
@@ -242,6 +242,7 @@ def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> AgentCon
         "training": lambda: TrainingBudget.from_mapping(tables["training"]),
         "sampling": lambda: _sampling(tables["sampling"]),
         "federation": lambda: FederationSettings.from_mapping(tables["federation"], state_dir),
+        "health": lambda: HealthSettings.from_mapping(tables["health"], state_dir),
     }
     for name, build in builders.items():
         with check.section():

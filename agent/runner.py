@@ -24,6 +24,8 @@ from agent.config import AgentConfig
 from agent.errors import AgentError, ModelSlotError
 from agent.federation.supernode import SupernodeSupervisor
 from agent.federation.trainer_supervisor import TrainerSupervisor
+from agent.health.reporter import HealthReporter
+from agent.health_sections import birth_facts, health_sections
 from agent.metrics import AgentMetrics
 from agent.sensors import Sampler, build_sensors
 from agent.serve import create_app
@@ -52,12 +54,26 @@ class AgentRunner:
         self.started = time.monotonic()
         self.events: list[tuple[float, str, dict[str, Any]]] = []
         self.inbox = config.models.dir / "inbox"
+        self.reporter: HealthReporter | None = None
         self.rejected = config.models.dir / "rejected"
 
     def _event(self, kind: str, data: dict[str, Any]) -> None:
         logger.info("event %s %s", kind, data)
         self.events.append((self.clock(), kind, data))
         del self.events[:-100]
+        if self.reporter is not None:
+            self.reporter.event(kind, data)
+
+    def _reporter(self, sections: Callable[[], dict[str, Any]]) -> HealthReporter | None:
+        """The MQTT health reporter, when ``[mqtt] host`` is set."""
+        cfg = self.config
+        if cfg.mqtt.host is None:
+            return None
+        capabilities = ["predict"] + (["train", "federate"] if cfg.federation.enabled else [])
+        return HealthReporter(
+            cfg.mqtt, cfg.device_id, health=cfg.health, fleet=cfg.fleet, snapshot=sections,
+            birth=lambda: birth_facts(cfg, capabilities), clock=self.clock,
+        )  # fmt: skip
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set. Raises ``AgentError`` on a startup failure."""
@@ -80,6 +96,9 @@ class AgentRunner:
         )
         metrics = AgentMetrics(sensors=sampler.status, store=store.stats)
         trainer, supernode = self._federation()
+        self.reporter = self._reporter(
+            lambda: health_sections(metrics, sampler, slots, trainer, supernode)
+        )
         app = create_app(
             slots=slots, store=store, metrics=metrics, settings=cfg.http,
             health_extra=lambda: {
@@ -97,7 +116,11 @@ class AgentRunner:
             if trainer and supernode:
                 trainer.start()
                 supernode.start()
+            if self.reporter:
+                self.reporter.start()
             self.notifier.notify(f"READY=1\nSTATUS=serving on {server.url}")
+            if self.reporter:
+                self.reporter.set_state("ready")
             logger.info("agent %s serving on %s", cfg.device_id, server.url)
             self._loop(stop, slots, sampler, server)
         finally:
@@ -108,6 +131,8 @@ class AgentRunner:
                 trainer.stop()
             sampler.stop()
             server.stop()
+            if self.reporter:
+                self.reporter.stop()
             store.close()
             self.notifier.close()
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from coordinator.health import cli as health_cli
+
 if TYPE_CHECKING:
     from coordinator.config import CoordinatorConfig
 
@@ -95,8 +97,11 @@ def demo(
     except CoordinatorError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"\ndone in {result.seconds:.0f} s. Plots: {result.run_dir / 'training.png'}"
-               + (f", {result.run_dir / 'confusion.png'}" if (result.run_dir / 'confusion.png').exists() else ""))  # fmt: skip
+    plots = [result.run_dir / name for name in ("training.png", "confusion.png")]
+    shown = ", ".join(str(p) for p in plots if p.exists())
+    typer.echo(f"\ndone in {result.seconds:.0f} s. Plots: {shown}")
+    if result.dashboard_url:
+        typer.echo(f"(the dashboard was at {result.dashboard_url} while the demo ran)")
     typer.echo("each device's answer from GET /api/predict/latest:")
     for device, answer in result.answers.items():
         typer.echo(f"  {device}: {_answer_line(answer)}")
@@ -135,19 +140,25 @@ def _load_or_exit(path: Path) -> CoordinatorConfig:
 
 
 @app.command("check-config")
-def check_config(path: Path = typer.Argument(DEFAULT_CONFIG, help="The coordinator.toml to check.")) -> None:
+def check_config(
+    path: Path = typer.Argument(DEFAULT_CONFIG, help="The coordinator.toml to check."),
+) -> None:
     """Validate a config file; name every wrong key, its value and what was expected."""
     cfg = _load_or_exit(path)
     model = f"{cfg.model.family}/{cfg.model.task.value}" if cfg.model else "none ([model] missing)"
     broker = cfg.health.mqtt.host or "embedded"
-    typer.echo(f"{path}: OK — SuperLink {cfg.superlink.host}:{cfg.superlink.port}, model {model}, "
-               f"strategy {cfg.run.strategy}, {cfg.run.num_server_rounds} rounds, MQTT {broker}")  # fmt: skip
+    typer.echo(
+        f"{path}: OK — SuperLink {cfg.superlink.host}:{cfg.superlink.port}, model {model}, "
+        f"strategy {cfg.run.strategy}, {cfg.run.num_server_rounds} rounds, MQTT {broker}"
+    )
 
 
 @app.command()
 def run(
     config_path: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="coordinator.toml"),
-    keep_serving: bool = typer.Option(False, help="Keep the SuperLink, ingest and dashboard up after the run."),
+    keep_serving: bool = typer.Option(
+        False, help="Keep the SuperLink, ingest and dashboard up after the run."
+    ),
 ) -> None:
     """Start the SuperLink, health ingest and dashboard; run the federated training in [run]."""
     from coordinator.errors import CoordinatorError
@@ -192,11 +203,13 @@ def list_runs(
 @app.command()
 def predict(
     model: Path = typer.Option(..., help="A model bundle: runs/<run-id>/round-<n>"),
-    input_path: Path = typer.Option(..., "--input", help="CSV (feature columns) or JSON {\"instances\": [...]}"),
+    input_path: Path = typer.Option(
+        ..., "--input", help='CSV (feature columns) or JSON {"instances": [...]}'
+    ),
 ) -> None:
     """Predict with a round's TFLite model through LiteRT, as a device would."""
-    from coordinator.federation.runs import predict_file
     from coordinator.errors import CoordinatorError
+    from coordinator.federation.runs import predict_file
     from models.errors import ModelError
 
     try:
@@ -205,6 +218,9 @@ def predict(
     except (CoordinatorError, ModelError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
+
+
+app.command("fleet")(health_cli.fleet)
 
 
 def main() -> None:

@@ -59,7 +59,9 @@ class Coordinator:
         except BaseException:
             self.health.stop()
             raise
-        self.say(f"SuperLink listening on {self.config.superlink.host}:{self.config.superlink.port}")
+        self.say(
+            f"SuperLink listening on {self.config.superlink.host}:{self.config.superlink.port}"
+        )
         return self
 
     def __exit__(
@@ -72,10 +74,19 @@ class Coordinator:
         settings = self.config.run_settings()
         registry = self.health.registry
         if registry is not None:
-            settings = settings.replace(registry=str(registry.path.resolve()))
+            sel = self.config.health.selection
+            settings = settings.replace(
+                registry=str(registry.path.resolve()),
+                max_temp_c=sel.max_temp_c if sel.max_temp_c is not None else 1000.0,
+                skip_throttled=sel.skip_throttled,
+                min_free_memory_mb=int(sel.min_free_memory_mb or 0),
+                max_failures_in_row=sel.max_failures_in_row or 0,
+            )
         run_id = submit(self.superlink, settings, self.config.state_dir / "superlink")
-        self.say(f"run {run_id} submitted: {settings.num_server_rounds} rounds of {settings.strategy}, "
-                 f"waiting for {settings.min_devices} device(s)")  # fmt: skip
+        self.say(
+            f"run {run_id} submitted: {settings.num_server_rounds} rounds of "
+            f"{settings.strategy}, waiting for {settings.min_devices} device(s)"
+        )
         rounds = settings.num_server_rounds
         history = follow(
             self.superlink, run_id, settings, on_round=lambda r: self.say(progress_line(r, rounds))

@@ -80,7 +80,7 @@ def _round(kind: str, msg: Message, context: Context) -> tuple[dict[str, float],
         raise RoundFailed(ErrorCode.GATE_CLOSED, f"training budget gate closed: {decision.reason}")
 
     run = context.run_config
-    round_cfg = msg.content["config"] if "config" in msg.content else {}
+    round_cfg = msg.content.get("config", {})
     rnd = int(round_cfg.get("server-round", 0))
     train = {local: run[key] for key, local in _TRAIN_KEYS.items() if key in run}
     train["mu"] = float(round_cfg.get("proximal-mu", 0.0))

@@ -9,9 +9,11 @@ and the health messages; the node id is how the coordinator maps Flower nodes to
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -78,7 +80,6 @@ class SupernodeSupervisor:
         self.tail: collections.deque[str] = collections.deque(maxlen=50)
         self._proc: subprocess.Popen[str] | None = None
         self._stop = threading.Event()
-        self._restart = threading.Event()
         self._thread: threading.Thread | None = None
 
     def command(self) -> list[str]:
@@ -157,7 +158,6 @@ class SupernodeSupervisor:
 
     def _run_once(self) -> None:
         self.state, self.node_id = "starting", None
-        self._restart.clear()
         log_path = self.home / "supernode.log"
         try:
             proc = subprocess.Popen(
@@ -169,6 +169,7 @@ class SupernodeSupervisor:
                 stderr=subprocess.STDOUT,
                 text=True,
                 bufsize=1,
+                start_new_session=True,  # its SuperExec and ClientApps share this group
             )
         except OSError as exc:
             logger.error("cannot start flower-supernode: %s", exc)
@@ -176,22 +177,33 @@ class SupernodeSupervisor:
             return
         self._proc = proc
         assert proc.stdout is not None
-        with log_path.open("a", encoding="utf-8") as log:
-            self._follow(proc.stdout, log)
+        reader = threading.Thread(
+            target=self._follow, args=(proc.stdout, log_path), name="supernode-log", daemon=True
+        )
+        reader.start()
+        # Its children inherit the pipe, so end-of-file can come long after the node died:
+        # the process exit is what counts. Leftovers of its group go with it.
         self.last_exit = proc.wait()
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        reader.join(5.0)
 
-    def _follow(self, stream: IO[str], log: IO[str]) -> None:
-        for line in stream:
-            log.write(line)
-            log.flush()
-            self.tail.append(line.rstrip())
-            match = _NODE_ID.search(line)
-            if match:
-                self.node_id = int(match.group(1))
-                self.state = "connected"
-                self.on_event("supernode_connected", {"node_id": self.node_id})
-            elif "Connection successful" in line:
-                self.state = "connected"
-            elif any(marker in line for marker in _RESTART_ON):
-                logger.warning("flower-supernode is stuck (%s): restarting it", line.strip())
-                threading.Thread(target=self._terminate, args=(10.0,), daemon=True).start()
+    def _follow(self, stream: IO[str], log_path: Path) -> None:
+        with log_path.open("a", encoding="utf-8") as log:
+            for line in stream:
+                log.write(line)
+                log.flush()
+                self._line(line)
+
+    def _line(self, line: str) -> None:
+        self.tail.append(line.rstrip())
+        match = _NODE_ID.search(line)
+        if match:
+            self.node_id = int(match.group(1))
+            self.state = "connected"
+            self.on_event("supernode_connected", {"node_id": self.node_id})
+        elif "Connection successful" in line:
+            self.state = "connected"
+        elif any(marker in line for marker in _RESTART_ON):
+            logger.warning("flower-supernode is stuck (%s): restarting it", line.strip())
+            threading.Thread(target=self._terminate, args=(10.0,), daemon=True).start()

@@ -64,7 +64,7 @@ def run(config_path: Path, idle_timeout: float | None = None) -> int:
         if isinstance(exc, JobError):
             logger.warning("request refused: %s", exc)
             return int(exc.code), str(exc)
-        logger.exception("request failed")
+        logger.error("request failed", exc_info=exc)
         return 603, f"{type(exc).__name__}: {exc}"
 
     store = open_store(cfg.store)

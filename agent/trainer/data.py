@@ -70,7 +70,8 @@ def load(
         x, y = ds.x, None
     if len(x) < MIN_EXAMPLES:
         raise NoDataError(
-            f"expected at least {MIN_EXAMPLES} usable examples of {list(names)} in the local store. "
+            f"expected at least {MIN_EXAMPLES} usable examples of {list(names)} in the local "
+            "store. "
             f"Received: {len(x)} (skipped {skipped} with unknown labels)"
         )
     n_val = max(1, int(len(x) * val_fraction))

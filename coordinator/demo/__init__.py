@@ -23,6 +23,9 @@ from coordinator.demo.partition import Partitioning, split
 from coordinator.federation.runconfig import RunSettings
 from coordinator.federation.submit import follow, submit
 from coordinator.federation.superlink import SuperLink, SuperLinkSettings
+from coordinator.health.service import HealthService
+from coordinator.service import progress_line
+from coordinator.health.settings import HealthSettings
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class DemoResult:
     history: dict[str, Any]
     answers: dict[str, Any]
     seconds: float
+    dashboard_url: str | None = None
 
 
 def run(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
@@ -72,6 +76,15 @@ def run(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
         Device(i, f"demo-{i + 1}", work / "devices" / f"demo-{i + 1}") for i in range(opts.devices)
     ]
     with ExitStack() as stack:
+        health = HealthService(
+            HealthSettings.from_mapping({"mqtt": {"port": 0}, "dashboard": {"port": free_port()}}),
+            runs_dir=work / "runs",
+        )
+        health.start()
+        stack.callback(health.stop)
+        say(f"dashboard: {health.dashboard_url} (embedded MQTT broker on "
+            f"{health.mqtt_host}:{health.mqtt_port})")  # fmt: skip
+        mqtt = {"host": health.mqtt_host, "port": health.mqtt_port, "health_interval_s": 5.0}
         link.start()
         stack.callback(link.stop)
         say(f"SuperLink on {link.settings.address}; starting {opts.devices} agents ...")
@@ -79,7 +92,7 @@ def run(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
             device.configure(
                 superlink=link.settings.address,
                 sensor=prepared.live_sensor(device, part),
-                extra=opts.extra_agent_config or {},
+                extra={"mqtt": mqtt, **(opts.extra_agent_config or {})},
             )
             device.seed(part)
             device.start()
@@ -100,6 +113,7 @@ def run(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
             out_dir=str(work / "runs"),
             validation=str(validation),
             seed=opts.seed,
+            registry=str(health.registry.path) if health.registry else "",
         )
         run_id = submit(link, settings, work / "superlink")
         say(f"run {run_id}: {work / 'runs' / run_id}")
@@ -108,21 +122,9 @@ def run(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
         )
         final = f"{run_id}.{opts.rounds}"
         answers = latest_answers(devices, final)
+        dashboard = health.dashboard_url
     run_dir = work / "runs" / run_id
-    return DemoResult(run_id, run_dir, history, answers, time.monotonic() - started)
-
-
-def progress_line(record: dict[str, Any], rounds: int) -> str:
-    def fmt(part: dict[str, float] | None, key: str) -> str:
-        return "-" if not part or key not in part else f"{part[key]:.3f}"
-
-    selected = len(record.get("selected", []))
-    return (
-        f"round {record['round']}/{rounds}: train loss {fmt(record.get('train'), 'loss')} "
-        f"metric {fmt(record.get('train'), 'metric')} | device eval {fmt(record.get('evaluate'), 'metric')} "
-        f"| central {fmt(record.get('central'), 'metric')} | {selected} devices, "
-        f"{record.get('failures', 0)} failures | {record.get('duration_s', 0):.1f} s"
-    )
+    return DemoResult(run_id, run_dir, history, answers, time.monotonic() - started, dashboard)
 
 
 def latest_answers(devices: list[Device], version: str, timeout: float = 90.0) -> dict[str, Any]:

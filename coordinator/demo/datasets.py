@@ -46,7 +46,8 @@ def prepare(data: str, task: str, devices: int, seed: int = 0) -> Prepared:
     elif data.startswith("csv:"):
         path = Path(data[4:]).expanduser()
         table = read_csv(path)
-        describe = f"{path} ({len(table.features)} features{', labelled' if table.labels is not None else ''})"
+        labelled = ", labelled" if table.labels is not None else ""
+        describe = f"{path} ({len(table.features)} features{labelled})"
         live = _replay_sensor
     else:
         raise DataError(f"expected 'synthetic' or 'csv:PATH'. Received: data={data!r}")

@@ -30,6 +30,7 @@ from coordinator.data import Table, write_csv
 from coordinator.errors import CoordinatorError
 
 logger = logging.getLogger(__name__)
+BIN = Path(sys.executable).parent
 
 
 class FleetError(CoordinatorError):
@@ -144,7 +145,7 @@ class Device:
     def start(self) -> None:
         log = (self.root / "agent.log").open("ab")
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "orchard-agent"), "run", "--config", str(self.config_path)],
+            [str(BIN / "orchard-agent"), "run", "--config", str(self.config_path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
@@ -197,7 +198,8 @@ def wait_connected(devices: list[Device], timeout: float) -> None:
         for d in devices:
             if not d.alive():
                 raise FleetError(
-                    f"agent {d.device_id} exited (rc {d.proc and d.proc.returncode}); see {d.root / 'agent.log'}"
+                    f"agent {d.device_id} exited (rc {d.proc and d.proc.returncode}); "
+                    f"see {d.root / 'agent.log'}"
                 )
             h = d.health()
             if not h or (h.get("federation") or {}).get("supernode") != "connected":

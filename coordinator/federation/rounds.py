@@ -31,6 +31,7 @@ from models.spec import ModelSpec, Task
 
 logger = logging.getLogger(__name__)
 
+
 class FederatedRun:
     def __init__(
         self,

@@ -146,7 +146,9 @@ class RunSettings:
         for key, value in table.items():
             name = key.replace("-", "_")
             if name not in fields:
-                close = [f for f in sorted(fields) if name in f] or difflib.get_close_matches(name, fields, n=1)
+                close = [f for f in sorted(fields) if name in f] or difflib.get_close_matches(
+                    name, fields, n=1
+                )
                 hint = (
                     f"a known key (did you mean {close[0].replace('_', '-')!r}?)"
                     if close

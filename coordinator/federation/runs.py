@@ -87,5 +87,8 @@ def predict_file(bundle: Path, inputs: Path) -> list[str]:
             flag = "anomaly" if float(row[0]) > m.threshold else "normal"
             lines.append(f"{i}: {flag} (score {float(row[0]):.4g}, threshold {m.threshold:.4g})")
         else:
-            lines.append(f"{i}: " + ", ".join(f"{n}={float(v):.4g}" for n, v in zip(m.outputs, row, strict=False)))
+            lines.append(
+                f"{i}: "
+                + ", ".join(f"{n}={float(v):.4g}" for n, v in zip(m.outputs, row, strict=False))
+            )
     return lines

@@ -155,7 +155,8 @@ class SuperLink:
             data = json.loads(done.stdout[done.stdout.find("{") :])
         except ValueError:
             raise SuperLinkError(
-                f"flwr {args[0]} failed (rc {done.returncode}): {(done.stderr or done.stdout)[-800:]}"
+                f"flwr {args[0]} failed (rc {done.returncode}): "
+                f"{(done.stderr or done.stdout)[-800:]}"
             ) from None
         if not data.get("success", False):
             raise SuperLinkError(f"flwr {args[0]}: {data.get('error-message', data)}")

@@ -24,8 +24,11 @@ def seed_store(path: Path, n: int = 400, device_index: int = 0) -> None:
     store = open_store(StoreOptions(path=path))
     now = time.time() - n * 60
     store.append_many(
-        Sample(ts=now + i * 60, values=dict(zip(synthetic.FEATURE_NAMES, map(float, d.x[i]), strict=True)),
-               label=str(labels[i]))
+        Sample(
+            ts=now + i * 60,
+            values=dict(zip(synthetic.FEATURE_NAMES, map(float, d.x[i]), strict=True)),
+            label=str(labels[i]),
+        )
         for i in range(n)
     )  # fmt: skip
     store.close()

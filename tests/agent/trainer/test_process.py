@@ -60,6 +60,20 @@ def test_fit_then_evaluate_hands_a_model_to_the_agent(device_dir: Path) -> None:
         assert sup.starts == 1  # warm: the same process answered both
         st = status.read(status.path_for(device_dir))
         assert st["last_outcome"] == "ok" and st["state"] == "idle"
+
+        # Personalisation: the head is fine-tuned locally; both results are reported and the
+        # personalised model is served only when it beats the global one on local validation.
+        header = {**header, "round": 2, "personalize": True, "train": {"epochs": 3}}
+        reply, _ = wire.call(str(device_dir / "t.sock"), header, weights, timeout=120)
+        m = reply["metrics"]
+        assert reply["ok"] and m["personalized"] in (0.0, 1.0) and m["installed"] == 1.0
+        if m["personalized"]:
+            assert m["personal_metric"] > m["metric"]
+            assert (device_dir / "models" / "inbox" / "t-r1.2+personal-int8").is_dir()
+        else:
+            assert m["personal_metric"] == m["metric"]
+        # untrained global weights: local fine-tuning of the head wins
+        assert m["personalized"] == 1.0
     finally:
         sup.stop()
 
@@ -68,7 +82,9 @@ def test_bad_arrays_are_refused_and_the_trainer_stays_up(device_dir: Path) -> No
     sup = _supervisor(device_dir)
     try:
         header = {"op": "fit", "round": 1, "spec": SPEC.to_dict()}
-        reply, _ = wire.call(str(device_dir / "t.sock"), header, [np.zeros(3, np.float32)], timeout=120)
+        reply, _ = wire.call(
+            str(device_dir / "t.sock"), header, [np.zeros(3, np.float32)], timeout=120
+        )
         assert not reply["ok"] and reply["code"] == 605 and "weight arrays" in reply["error"]
         reply, _ = wire.call(str(device_dir / "t.sock"), {"op": "ping"}, timeout=30)
         assert reply["ok"] and sup.starts == 1

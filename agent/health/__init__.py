@@ -1,0 +1,6 @@
+"""Device health over MQTT (DESIGN §3.2).
+
+``schema`` (topics and payload types) is pure stdlib so the coordinator can import it; the
+runtime (``reporter``, ``outbox``, ``facts``) pulls in paho-mqtt and psutil and is imported only
+by the agent process. Keep this ``__init__`` free of imports.
+"""

@@ -1,0 +1,283 @@
+"""The agent's MQTT health reporter (DESIGN §3.2).
+
+    reporter = HealthReporter(cfg.mqtt, cfg.device_id, health=cfg.health, fleet=cfg.fleet,
+                              snapshot=runner_sections, birth=runner_birth)
+    reporter.start()                 # connects in the background; never blocks on the broker
+    reporter.set_state("ready")
+    reporter.event("model_swap", {"from": "2", "to": "3"})
+    reporter.stop()                  # retained "disconnected", then a clean DISCONNECT
+
+Topics: retained ``status`` (Last Will ``lost``, ``session`` +1 per connect), retained ``birth``,
+``health`` every ``health_interval_s`` and on significant change, non-retained ``event``.
+``health`` and ``event`` go through the outbox: one message in flight at a time, deleted only
+after its PUBACK, so order holds across broker restarts and at most the outbox bound is lost.
+
+Threads: paho's network loop (inside the transport) and one worker here that samples the board
+every ``sample_s`` and drains the outbox.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from agent.health.change import Buckets, degraded, signature
+from agent.health.compose import Composer, Snapshot
+from agent.health.facts import BoardFacts, SystemSampler
+from agent.health.hass import BIRTH_PAYLOAD, discovery_configs
+from agent.health.outbox import Outbox, Queued, SqliteOutbox
+from agent.health.schema import Event, SchemaError, Status, Topics
+from agent.health.settings import BrokerSettings, HealthSettings
+from agent.health.state import ReporterState
+from agent.health.transport import Delivery, PahoTransport, Transport, Will
+
+logger = logging.getLogger(__name__)
+
+REQUESTABLE: Final = ("init", "ready", "alert")
+ACK_SLICE_S: Final = 0.25
+
+
+def _empty() -> Mapping[str, Any]:
+    return {}
+
+
+class HealthReporter:
+    def __init__(
+        self,
+        mqtt: BrokerSettings,
+        device_id: str,
+        *,
+        health: HealthSettings | None = None,
+        fleet: str | None = None,
+        snapshot: Snapshot = _empty,
+        birth: Snapshot = _empty,
+        clock: Callable[[], float] = time.time,
+        transport: Transport | None = None,
+        outbox: Outbox | None = None,
+        facts: BoardFacts | None = None,
+    ) -> None:
+        self.settings = health or HealthSettings()
+        self.interval_s = mqtt.health_interval_s
+        self.device_id = device_id
+        self.fleet = fleet
+        self.topics = Topics(device_id, fleet, mqtt.topic_prefix)
+        self.clock = clock
+        s = self.settings
+        self.outbox = outbox or SqliteOutbox(s.outbox_path, s.outbox_max)
+        self.state = ReporterState(s.state_path)
+        self.transport: Transport = transport or PahoTransport(
+            mqtt,
+            f"orchard-{device_id}",
+            reconnect_min_s=s.reconnect_min_s,
+            reconnect_max_s=s.reconnect_max_s,
+        )
+        self.facts = facts or BoardFacts(s.facts_root)
+        self._composer = Composer(
+            self.facts, SystemSampler(), snapshot=snapshot, birth=birth, started_at=clock()
+        )
+        self._buckets = Buckets.from_settings(s)
+        self._lock = threading.RLock()
+        self._requested = "init"
+        self._state = "init"
+        self._reasons: tuple[str, ...] = ()
+        self._pending_session = 0
+        self._last_sent: float | None = None
+        self._last_change: float | None = None
+        self._last_sig: tuple[object, ...] | None = None
+        self._force = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._inflight: tuple[Queued, Delivery] | None = None
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+
+    # -- public API -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.transport.start(_Hooks(self))
+        self._force.set()
+        self._thread = threading.Thread(target=self._run, name="health-reporter", daemon=True)
+        self._thread.start()
+
+    def set_state(self, state: str) -> None:
+        """The runner's state (init, ready, alert); ``alert`` is also entered when degraded."""
+        if state not in REQUESTABLE:
+            raise SchemaError("state", state, f"one of {', '.join(REQUESTABLE)}")
+        with self._lock:
+            self._requested = state
+            self._update_state(self._reasons)
+        self._force.set()
+        self._wake.set()
+
+    def event(self, kind: str, data: Mapping[str, Any] | None = None) -> bool:
+        """Queue an ``event``; a bad one is logged and dropped (returns False), never raised."""
+        try:
+            event = Event.validate({"kind": kind, "ts": self.clock(), "data": dict(data or {})})
+        except SchemaError as exc:
+            logger.warning("health event dropped: %s", exc)
+            return False
+        self._enqueue(self.topics.event, event.to_json())
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sampling, publish retained ``disconnected`` and disconnect cleanly."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        final = Status(state="disconnected", session=self.state.session, ts=self.clock())
+        self.transport.stop(Will(self.topics.status, final.to_json()), timeout)
+        self.outbox.close()
+
+    @property
+    def current_state(self) -> str:
+        return self._state
+
+    # -- worker -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_tick = 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() >= next_tick or self._force.is_set():
+                    next_tick = time.monotonic() + self.settings.sample_s
+                    self.tick()
+                if self.transport.connected and self._drain_one():
+                    continue
+            except Exception:  # health must never take the agent down
+                logger.exception("health reporter iteration failed")
+            self._wake.wait(max(0.0, min(next_tick - time.monotonic(), ACK_SLICE_S)))
+            self._wake.clear()
+
+    def tick(self) -> None:
+        """Sample once; queue ``health`` when the interval is due or something changed."""
+        with self._lock:
+            now = self.clock()
+            health = self._composer.health(now, 0, self.outbox.stats())
+            self._update_state(degraded(health, self.settings.alert_temp_c))
+            forced = self._force.is_set()
+            self._force.clear()
+            sig = signature(health, self._buckets)
+            due = self._last_sent is None or now - self._last_sent >= self.interval_s
+            gap_ok = self._last_change is None or (
+                now - self._last_change >= self.settings.min_change_gap_s
+            )
+            changed = sig != self._last_sig and gap_ok
+            if not (due or changed or forced):
+                return
+            if changed or forced:
+                self._last_change = now
+            self._last_sig, self._last_sent = sig, now
+            health = dataclasses.replace(health, seq=self.state.next_seq())
+        self._enqueue(self.topics.health, health.to_json())
+
+    def _enqueue(self, topic: str, payload: str) -> None:
+        dropped = self.outbox.put(topic, payload)
+        if dropped:
+            logger.warning("health outbox full: dropped %d oldest message(s)", dropped)
+        self._wake.set()
+
+    def _drain_one(self) -> bool:
+        """Send the oldest queued message; True once it is acked (then the next may go)."""
+        if self._inflight is None:
+            item = self.outbox.peek()
+            if item is None:
+                return False
+            self._inflight = (item, self.transport.publish(item.topic, item.payload, retain=False))
+        item, delivery = self._inflight
+        if delivery.wait(ACK_SLICE_S):
+            self.outbox.ack(item.id)
+            self._inflight = None
+            self.sent += 1
+            return True
+        if delivery.lost:
+            self._inflight = None  # its client is gone: publish it again
+        return False
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _update_state(self, reasons: tuple[str, ...]) -> None:
+        with self._lock:
+            requested = self._requested
+            alert = requested == "alert" or (requested == "ready" and bool(reasons))
+            state = "alert" if alert else requested
+            shown = reasons if state == "alert" else ()
+            if (state, shown) == (self._state, self._reasons):
+                return
+            old, self._state, self._reasons = self._state, state, shown
+        logger.info("health state %s -> %s %s", old, state, ",".join(shown))
+        self._publish_status()
+        self.event("state_change", {"from": old, "to": state, "reasons": ",".join(shown)})
+        self._force.set()
+
+    def _status(self) -> Status:
+        return Status(
+            state=self._state,  # type: ignore[arg-type]
+            session=self.state.session,
+            ts=self.clock(),
+            reasons=self._reasons,
+        )
+
+    def _publish_status(self) -> None:
+        if self.transport.connected:
+            self.transport.publish(self.topics.status, self._status().to_json(), retain=True)
+
+    # -- transport hooks (network thread) ---------------------------------------------------
+
+    def _will(self) -> Will:
+        self._pending_session = self.state.session + 1
+        lost = Status(state="lost", session=self._pending_session, ts=self.clock())
+        return Will(self.topics.status, lost.to_json())
+
+    def _connected(self, protocol: str) -> None:
+        self.state.commit_session(self._pending_session)
+        publish = self.transport.publish
+        publish(self.topics.status, self._status().to_json(), retain=True)
+        birth = self._composer.birth(
+            device_id=self.device_id,
+            fleet=self.fleet,
+            session=self.state.session,
+            now=self.clock(),
+            interval_s=self.interval_s,
+        )
+        publish(self.topics.birth, birth.to_json(), retain=True)
+        if self.settings.ha_discovery:
+            self.transport.subscribe(f"{self.settings.ha_prefix}/status")
+            self._publish_discovery()
+        self._wake.set()
+
+    def _publish_discovery(self) -> None:
+        configs = discovery_configs(self.topics, self.settings.ha_prefix, model=self.facts.model())
+        for topic, payload in configs:
+            self.transport.publish(topic, payload, retain=True)
+
+    def _message(self, topic: str, payload: bytes) -> None:
+        ha_status = f"{self.settings.ha_prefix}/status"
+        if self.settings.ha_discovery and topic == ha_status and payload == BIRTH_PAYLOAD.encode():
+            logger.info("Home Assistant is online; republishing discovery")
+            self._publish_discovery()
+
+
+class _Hooks:
+    """Adapter so the transport's callbacks stay private to the reporter."""
+
+    def __init__(self, reporter: HealthReporter) -> None:
+        self._r = reporter
+
+    def will(self) -> Will:
+        return self._r._will()
+
+    def connected(self, protocol: str) -> None:
+        self._r._connected(protocol)
+
+    def disconnected(self) -> None:
+        self._r._wake.set()
+
+    def message(self, topic: str, payload: bytes) -> None:
+        self._r._message(topic, payload)

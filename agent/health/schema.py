@@ -1,0 +1,289 @@
+"""The health message contract (DESIGN §3.2): topics and payload types, pure stdlib.
+
+The coordinator imports this module (and only this one) from ``agent.health``::
+
+    from agent.health.schema import parse_topic, decode_payload, Health, SchemaError
+
+    parts = parse_topic(msg.topic)                 # TopicParts(fleet, device_id, kind)
+    payload = decode_payload(parts.kind, msg.payload)  # Status | Birth | Health | Event
+
+Every payload is a frozen dataclass with ``to_json()`` and ``from_json()`` / ``validate()``;
+decoding refuses unknown keys at every level (no raw readings can ride along), wrong types,
+NaN and out-of-range numbers with a ``SchemaError`` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeAlias
+
+from agent.health.codec import MAX_PAYLOAD_BYTES, SchemaError, bounds, decode, encode, parse_json
+from agent.health.topics import (
+    DEFAULT_PREFIX,
+    KINDS,
+    Kind,
+    TopicParts,
+    Topics,
+    check_name,
+    parse_topic,
+    subscriptions,
+)
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "EVENT_KINDS",
+    "KINDS",
+    "MAX_PAYLOAD_BYTES",
+    "PAYLOADS",
+    "STATES",
+    "Birth",
+    "Disk",
+    "Event",
+    "Federation",
+    "Health",
+    "Inference",
+    "Kind",
+    "Memory",
+    "ModelInfo",
+    "Outbox",
+    "Payload",
+    "Runtime",
+    "SchemaError",
+    "Sensors",
+    "State",
+    "Status",
+    "SupernodeState",
+    "Throttling",
+    "TopicParts",
+    "Topics",
+    "Training",
+    "check_name",
+    "decode_payload",
+    "parse_topic",
+    "subscriptions",
+]
+
+State = Literal["init", "ready", "alert", "disconnected", "lost"]
+STATES: Final[tuple[str, ...]] = ("init", "ready", "alert", "disconnected", "lost")
+SupernodeState = Literal["stopped", "starting", "connected", "backoff", "failed"]
+
+
+_POS: Final = bounds(low=0)
+_PCT: Final = bounds(low=0, high=100)
+_TOKEN: Final = bounds(token=True)
+
+
+class _Payload:
+    """``to_json`` / ``from_json`` / ``validate`` shared by the top-level payload types."""
+
+    _topic_kind: str = ""
+
+    def to_json(self) -> str:
+        return encode(self)
+
+    @classmethod
+    def validate(cls, payload: Any) -> Any:
+        """A parsed JSON object as this type; ``SchemaError`` names the first wrong field."""
+        return decode(cls, payload, cls._topic_kind)
+
+    @classmethod
+    def from_json(cls, data: str | bytes | bytearray) -> Any:
+        return cls.validate(parse_json(data, cls._topic_kind))
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Status(_Payload):
+    """Retained. The Last Will is ``lost``; a clean stop publishes ``disconnected``."""
+
+    _topic_kind = "status"
+    state: State
+    session: int = field(metadata=_POS)
+    ts: float = field(metadata=_POS)
+    reasons: tuple[str, ...] = ()  # why the state is ``alert``, e.g. ("throttled", "hot")
+
+
+# -- birth ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str  # ai_edge_litert | tflite_runtime | tensorflow.lite
+    version: str
+
+
+@dataclass(frozen=True)
+class Birth(_Payload):
+    """Retained static facts, published once per connect."""
+
+    _topic_kind = "birth"
+    device_id: str
+    ts: float = field(metadata=_POS)
+    session: int = field(metadata=_POS)
+    fleet: str | None = None
+    board: str | None = None  # /proc/device-tree/model, None off a Pi
+    serial: str | None = None
+    os: str = ""
+    arch: str = ""
+    python: str = ""
+    agent_version: str = ""
+    runtime: Runtime | None = None  # which LiteRT serves
+    cpu_count: int = field(default=0, metadata=_POS)
+    memory_total_mb: float = field(default=0.0, metadata=_POS)
+    sensors: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    # the coordinator marks a device stale after 3 missed intervals
+    health_interval_s: float = field(default=30.0, metadata=_POS)
+
+
+# -- health ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Memory:
+    total_mb: float = field(metadata=_POS)
+    available_mb: float = field(metadata=_POS)
+    pct: float = field(metadata=_PCT)
+
+
+@dataclass(frozen=True)
+class Disk:
+    free_mb: float = field(metadata=_POS)
+    pct: float = field(metadata=_PCT)
+
+
+@dataclass(frozen=True)
+class Throttling:
+    """Firmware ``get_throttled`` bits 0..3 (now) and 16..19 (has occurred since boot)."""
+
+    under_voltage: bool
+    freq_capped: bool
+    throttled: bool
+    soft_temp_limit: bool
+    under_voltage_occurred: bool
+    freq_capped_occurred: bool
+    throttled_occurred: bool
+    soft_temp_limit_occurred: bool
+
+    @property
+    def any_now(self) -> bool:
+        return self.under_voltage or self.freq_capped or self.throttled or self.soft_temp_limit
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    version: str
+    sha256: str
+    quantization: str
+
+
+@dataclass(frozen=True)
+class Inference:
+    count: int = field(default=0, metadata=_POS)
+    p50_ms: float | None = field(default=None, metadata=_POS)
+    p95_ms: float | None = field(default=None, metadata=_POS)
+    errors: int = field(default=0, metadata=_POS)
+
+
+@dataclass(frozen=True)
+class Training:
+    """``state`` and ``last_outcome`` are the trainer's tokens (idle, running; ok, failed...)."""
+
+    state: str = field(default="idle", metadata=_TOKEN)
+    round: int | None = field(default=None, metadata=_POS)
+    last_duration_s: float | None = field(default=None, metadata=_POS)
+    peak_rss_mb: float | None = field(default=None, metadata=_POS)
+    last_outcome: str | None = field(default=None, metadata=_TOKEN)
+    failures_in_row: int = field(default=0, metadata=_POS)
+
+
+@dataclass(frozen=True)
+class Federation:
+    supernode: SupernodeState = "stopped"
+    node_id: int | None = None
+    restarts: int = field(default=0, metadata=_POS)
+
+
+@dataclass(frozen=True)
+class Sensors:
+    rate_hz: float = field(default=0.0, metadata=_POS)
+    rejected: int = field(default=0, metadata=_POS)
+    failed: tuple[str, ...] = ()  # names of disabled sensors (names only, never values)
+
+
+@dataclass(frozen=True)
+class Outbox:
+    queued: int = field(default=0, metadata=_POS)
+    dropped: int = field(default=0, metadata=_POS)
+
+
+@dataclass(frozen=True)
+class Health(_Payload):
+    """Periodic (``health_interval_s``) and on significant change. Aggregates only."""
+
+    _topic_kind = "health"
+    seq: int = field(metadata=_POS)
+    ts: float = field(metadata=_POS)
+    uptime_s: float = field(metadata=_POS)
+    cpu_pct: float = field(metadata=_PCT)
+    load: tuple[float, float, float] = field(metadata=_POS)
+    memory: Memory = field()
+    disk: Disk = field()
+    rss_mb: float = field(metadata=_POS)
+    cpu_temp_c: float | None = field(default=None, metadata=bounds(low=-60, high=150))
+    throttling: Throttling | None = None  # None when not a Pi
+    model: ModelInfo | None = None
+    inference: Inference = field(default_factory=Inference)
+    training: Training = field(default_factory=Training)
+    federation: Federation = field(default_factory=Federation)
+    sensors: Sensors = field(default_factory=Sensors)
+    outbox: Outbox = field(default_factory=Outbox)
+
+
+# -- event ----------------------------------------------------------------------------------
+
+EVENT_KINDS: Final = (
+    "state_change",
+    "model_swap",
+    "rollback",
+    "budget_violation",
+    "sensor_failed",
+    "supernode",
+    "training",
+    "error",
+)
+
+
+@dataclass(frozen=True)
+class Event(_Payload):
+    """Not retained: state changes, model swaps, rollbacks, budget violations, errors.
+
+    ``kind`` is a lowercase token (usually one of ``EVENT_KINDS``); ``data`` is a flat object
+    of at most 64 scalars (no lists, so no series of readings).
+    """
+
+    _topic_kind = "event"
+    kind: str = field(metadata=_TOKEN)
+    ts: float = field(metadata=_POS)
+    data: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+
+
+Payload: TypeAlias = Status | Birth | Health | Event
+PAYLOADS: Final[Mapping[str, type[Status] | type[Birth] | type[Health] | type[Event]]] = {
+    "status": Status,
+    "birth": Birth,
+    "health": Health,
+    "event": Event,
+}
+
+
+def decode_payload(kind: str, data: str | bytes | bytearray) -> Payload:
+    """The payload of a message on topic ``kind`` (see :func:`parse_topic`), validated."""
+    cls = PAYLOADS.get(kind)
+    if cls is None:
+        raise SchemaError("topic.kind", kind, f"one of {', '.join(KINDS)}")
+    result: Payload = cls.from_json(data)
+    return result

@@ -1,0 +1,1 @@
+"""The coordinator's web dashboard (FastAPI app, static page, no build step)."""
