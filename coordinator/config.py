@@ -1,29 +1,29 @@
 """``coordinator.toml``: one frozen value object, validated at load, every wrong key named.
 
-    state_dir = "orchard-state"          # SuperLink database, runs/, registry
+state_dir = "orchard-state"          # SuperLink database, runs/, registry
 
-    [superlink]
-    host = "0.0.0.0"                      # where boards reach the SuperLink
-    port = 9092
-    tls_ca = "ca.pem"                     # with tls_cert + tls_key; omit all three for --insecure
-    tls_cert = "server.pem"
-    tls_key = "server.key"
-    supernode_auth = false                # true: only SuperNodes whose keys are registered
+[superlink]
+host = "0.0.0.0"                      # where boards reach the SuperLink
+port = 9092
+tls_ca = "ca.pem"                     # with tls_cert + tls_key; omit all three for --insecure
+tls_cert = "server.pem"
+tls_key = "server.key"
+supernode_auth = false                # true: only SuperNodes whose keys are registered
 
-    [model]                               # what to train (models.spec.ModelSpec)
-    family = "mlp"                        # mlp, cnn1d, tiny_cnn, autoencoder
-    task = "classify"                     # classify, regress, forecast, anomaly
-    features = ["temp_c", "humidity_pct", "pressure_hpa", "light_lux", "co2_ppm"]
-    labels = ["empty", "occupied", "crowded"]   # classify
-    window = 16                           # windowed families (cnn1d)
+[model]                               # what to train (models.spec.ModelSpec)
+family = "mlp"                        # mlp, cnn1d, tiny_cnn, autoencoder
+task = "classify"                     # classify, regress, forecast, anomaly
+features = ["temp_c", "humidity_pct", "pressure_hpa", "light_lux", "co2_ppm"]
+labels = ["empty", "occupied", "crowded"]   # classify
+window = 16                           # windowed families (cnn1d)
 
-    [run]                                 # coordinator.federation.runconfig.RunSettings
-    num-server-rounds = 10
-    strategy = "fedavg"
-    min-devices = 2
-    validation = "validation.csv"         # central evaluation each round (optional)
+[run]                                 # coordinator.federation.runconfig.RunSettings
+num-server-rounds = 10
+strategy = "fedavg"
+min-devices = 2
+validation = "validation.csv"         # central evaluation each round (optional)
 
-    [mqtt] [registry] [dashboard] [selection]   # coordinator.health.settings
+[mqtt] [registry] [dashboard] [selection]   # coordinator.health.settings
 """
 
 from __future__ import annotations
@@ -75,7 +75,13 @@ def _superlink(table: Mapping[str, Any], state_dir: Path, errors: list[str]) -> 
     known = {"host", "port", "tls_ca", "tls_cert", "tls_key", "supernode_auth"}
     for key in table:
         if key not in known:
-            errors.append(str(ConfigError(f"superlink.{key}", table[key], f"one of {', '.join(sorted(known))}")))
+            errors.append(
+                str(
+                    ConfigError(
+                        f"superlink.{key}", table[key], f"one of {', '.join(sorted(known))}"
+                    )
+                )
+            )
     host = table.get("host", "127.0.0.1")
     if not isinstance(host, str) or not host:
         errors.append(str(ConfigError("superlink.host", host, "a host name or address")))
@@ -88,12 +94,20 @@ def _superlink(table: Mapping[str, Any], state_dir: Path, errors: list[str]) -> 
     certificates = None
     if any(tls):
         if not all(isinstance(t, str) and t for t in tls):
-            errors.append(str(ConfigError("superlink.tls_ca", tls, "all of tls_ca, tls_cert, tls_key, or none")))
+            errors.append(
+                str(
+                    ConfigError(
+                        "superlink.tls_ca", tls, "all of tls_ca, tls_cert, tls_key, or none"
+                    )
+                )
+            )
         else:
             certificates = tuple(Path(str(t)) for t in tls)
             for key, path in zip(("tls_ca", "tls_cert", "tls_key"), certificates, strict=True):
                 if not path.is_file():
-                    errors.append(str(ConfigError(f"superlink.{key}", str(path), "an existing file")))
+                    errors.append(
+                        str(ConfigError(f"superlink.{key}", str(path), "an existing file"))
+                    )
     auth = table.get("supernode_auth", False)
     if not isinstance(auth, bool):
         errors.append(str(ConfigError("superlink.supernode_auth", auth, "true or false")))
@@ -111,10 +125,18 @@ def _model(table: Mapping[str, Any], errors: list[str]) -> ModelSpec | None:
     known = {"family", "task", "features", "labels", "outputs", "window", "width", "units"}
     for key in table:
         if key not in known:
-            errors.append(str(ConfigError(f"model.{key}", table[key], f"one of {', '.join(sorted(known))}")))
+            errors.append(
+                str(ConfigError(f"model.{key}", table[key], f"one of {', '.join(sorted(known))}"))
+            )
     features = table.get("features")
-    if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
-        errors.append(str(ConfigError("model.features", features, "a non-empty list of store feature names")))
+    if (
+        not isinstance(features, list)
+        or not features
+        or not all(isinstance(f, str) for f in features)
+    ):
+        errors.append(
+            str(ConfigError("model.features", features, "a non-empty list of store feature names"))
+        )
         return None
     try:
         window = table.get("window")
@@ -138,10 +160,15 @@ def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> Coordina
     errors: list[str] = []
     for key, value in data.items():
         if key not in TOP_KEYS and key not in SECTIONS:
-            errors.append(str(ConfigError(key, value, f"a section among {', '.join(SECTIONS)} or state_dir")))
+            errors.append(
+                str(ConfigError(key, value, f"a section among {', '.join(SECTIONS)} or state_dir"))
+            )
         elif key in SECTIONS and not isinstance(value, Mapping):
             errors.append(str(ConfigError(key, value, "a table")))
-    tables = {name: data.get(name, {}) if isinstance(data.get(name, {}), Mapping) else {} for name in SECTIONS}
+    tables = {
+        name: data.get(name, {}) if isinstance(data.get(name, {}), Mapping) else {}
+        for name in SECTIONS
+    }
     state_dir = Path(str(data.get("state_dir", "orchard-state")))
     superlink = _superlink(tables["superlink"], state_dir, errors)
     model = _model(tables["model"], errors)

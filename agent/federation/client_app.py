@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from agent import config as agent_config
@@ -60,9 +60,10 @@ def _handle(kind: str, msg: Message, context: Context) -> Message:
     except RoundFailed as exc:
         logger.warning("%s round refused: %s", kind, exc)
         return Message(Error(code=int(exc.code), reason=str(exc)), reply_to=msg)
-    content = RecordDict({"metrics": MetricRecord(metrics)})  # type: ignore[dict-item]
+    values: dict[str, int | float | list[int] | list[float]] = dict(metrics)
+    content = RecordDict({"metrics": MetricRecord(values)})
     if kind == "train":
-        content["arrays"] = ArrayRecord(arrays)  # type: ignore[arg-type]
+        content["arrays"] = ArrayRecord(arrays)
     return Message(content, reply_to=msg)
 
 
@@ -80,10 +81,10 @@ def _round(kind: str, msg: Message, context: Context) -> tuple[dict[str, float],
         raise RoundFailed(ErrorCode.GATE_CLOSED, f"training budget gate closed: {decision.reason}")
 
     run = context.run_config
-    round_cfg = msg.content.get("config", {})
-    rnd = int(round_cfg.get("server-round", 0))
+    round_cfg = msg.content.config_records.get("config") or ConfigRecord()
+    rnd = int(_number(round_cfg.get("server-round", 0)))
     train = {local: run[key] for key, local in _TRAIN_KEYS.items() if key in run}
-    train["mu"] = float(round_cfg.get("proximal-mu", 0.0))
+    train["mu"] = _number(round_cfg.get("proximal-mu", 0.0))
     header: dict[str, Any] = {
         "op": "fit" if kind == "train" else "evaluate",
         "run_id": str(context.run_id),
@@ -94,7 +95,8 @@ def _round(kind: str, msg: Message, context: Context) -> tuple[dict[str, float],
         "model_name": str(run.get("model-name", "")),
         "personalize": cfg.federation.personalize,
     }
-    arrays = msg.content["arrays"].to_numpy_ndarrays() if "arrays" in msg.content else []
+    record = msg.content.array_records.get("arrays")
+    arrays = record.to_numpy_ndarrays() if record is not None else []
     try:
         reply, out = wire.call(
             str(cfg.federation.trainer_socket),
@@ -124,3 +126,12 @@ def _round(kind: str, msg: Message, context: Context) -> tuple[dict[str, float],
     if kind == "train" and [a.shape for a in out] != [a.shape for a in arrays]:
         raise RoundFailed(ErrorCode.TRAINER_FAILED, "the trainer returned arrays of other shapes")
     return metrics, out
+
+
+def _number(value: object) -> float:
+    """A numeric config value, or a ``BAD_REQUEST`` naming what came instead."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise RoundFailed(
+        ErrorCode.BAD_REQUEST, f"expected a number in the round config. Received: {value!r}"
+    )

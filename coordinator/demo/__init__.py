@@ -24,8 +24,8 @@ from coordinator.federation.runconfig import RunSettings
 from coordinator.federation.submit import follow, submit
 from coordinator.federation.superlink import SuperLink, SuperLinkSettings
 from coordinator.health.service import HealthService
-from coordinator.service import progress_line
 from coordinator.health.settings import HealthSettings
+from coordinator.service import progress_line
 
 logger = logging.getLogger(__name__)
 

@@ -153,7 +153,7 @@ class Device:
 
     def get(self, path: str, timeout: float = 5.0) -> dict[str, Any]:
         with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
+            return json.loads(resp.read())
 
     def health(self) -> dict[str, Any] | None:
         try:

@@ -64,17 +64,17 @@ class RoundGrid(Grid):
         return self.inner.run
 
     def create_message(self, *args: Any, **kwargs: Any) -> Message:
-        return self.inner.create_message(*args, **kwargs)  # type: ignore[no-any-return]
+        return self.inner.create_message(*args, **kwargs)
 
     def get_node_ids(self) -> Iterable[int]:
         nodes = list(self.inner.get_node_ids())
         return nodes if self.allowed is None else [n for n in nodes if n in self.allowed]
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self.inner.push_messages(messages)  # type: ignore[no-any-return]
+        return self.inner.push_messages(messages)
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.inner.pull_messages(message_ids)  # type: ignore[no-any-return]
+        return self.inner.pull_messages(message_ids)
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None

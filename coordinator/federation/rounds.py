@@ -166,10 +166,11 @@ def _ok_arrays(replies: list[Message]) -> list[tuple[float, list[np.ndarray]]]:
     for msg in replies:
         if msg.has_error():
             continue
-        metrics = next(iter(msg.content.metric_records.values()), {})
+        metrics = next(iter(msg.content.metric_records.values()), None)
         arrays = next(iter(msg.content.array_records.values()), None)
-        if arrays is not None:
-            out.append((float(metrics.get("num-examples", 0)), arrays.to_numpy_ndarrays()))
+        examples = metrics.get("num-examples", 0) if metrics is not None else 0
+        if arrays is not None and isinstance(examples, int | float):
+            out.append((float(examples), arrays.to_numpy_ndarrays()))
     return out
 
 

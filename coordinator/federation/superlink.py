@@ -160,7 +160,7 @@ class SuperLink:
             ) from None
         if not data.get("success", False):
             raise SuperLinkError(f"flwr {args[0]}: {data.get('error-message', data)}")
-        return data  # type: ignore[no-any-return]
+        return data
 
     def submit(self, app_dir: Path, run_config: Path) -> str:
         data = self.flwr("run", str(app_dir), CONNECTION, "-c", str(run_config), timeout=120)
@@ -170,7 +170,7 @@ class SuperLink:
         runs = self.flwr("ls", CONNECTION, "--run-id", run_id)["runs"]
         if not runs:
             raise RunFailed(f"the SuperLink does not know run {run_id}")
-        return runs[0]  # type: ignore[no-any-return]
+        return runs[0]
 
     def stop_run(self, run_id: str) -> None:
         try:

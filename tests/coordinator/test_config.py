@@ -42,7 +42,11 @@ def test_check_config_exits_78_on_errors(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[run]\nmin-devices = 0\n")
     exe = Path(sys.executable).parent / "orchard-coordinator"
-    bad = subprocess.run([exe, "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [exe, "check-config", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 78 and "run.min-devices: expected an integer >= 1" in bad.stderr
-    good = subprocess.run([exe, "check-config", str(EXAMPLE)], capture_output=True, text=True, timeout=60)
+    good = subprocess.run(
+        [exe, "check-config", str(EXAMPLE)], capture_output=True, text=True, timeout=60
+    )
     assert good.returncode == 0 and "OK" in good.stdout

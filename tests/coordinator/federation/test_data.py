@@ -60,7 +60,9 @@ def test_iid_split_is_balanced_and_dirichlet_is_skewed() -> None:
     assert spread(iid) < 0.05 < spread(skew)
 
 
-@pytest.mark.parametrize("text", ["dirichlet", "dirichlet:0", "dirichlet:-1", "zipf:2", "dirichlet:x"])
+@pytest.mark.parametrize(
+    "text", ["dirichlet", "dirichlet:0", "dirichlet:-1", "zipf:2", "dirichlet:x"]
+)
 def test_bad_partition_names_the_value(text: str) -> None:
     with pytest.raises(DataError, match="dirichlet:ALPHA"):
         Partitioning.parse(text)

@@ -83,7 +83,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 _export_bundle(prepared, device.root / "models" / "inbox" / "pre")
             device.start()
         wait_connected(devices, 180)
-        wait_until("device 4 to serve its model", lambda: (devices[3].health() or {}).get("model_loaded"), 60)
+        wait_until(
+            "device 4 to serve its model",
+            lambda: (devices[3].health() or {}).get("model_loaded"),
+            60,
+        )
         yield Fleet(link, devices, prepared, work)
     finally:
         for device in devices:
@@ -93,7 +97,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 def _predict(device: Device) -> int:
     body = json.dumps({"features": [21.0, 45.0, 1013.0, 150.0, 600.0]}).encode()
-    req = urllib.request.Request(device.url + "/api/predict", body, {"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        device.url + "/api/predict", body, {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=5) as resp:
         return int(resp.status)
 
@@ -184,7 +190,7 @@ def test_a_killed_supernode_is_restarted_and_reconnects(fleet: Fleet) -> None:
 
 def test_a_device_dying_mid_round_does_not_stall_the_run(fleet: Fleet) -> None:
     victim = fleet.devices[2]
-    settings = fleet.settings(num_server_rounds=2, min_devices=2, round_timeout=30.0)
+    settings = fleet.settings(num_server_rounds=1, min_devices=2, round_timeout=90.0)
     run_id = submit(fleet.link, settings, fleet.work / "submit")
     status_file = victim.root / "trainer" / "status.json"
 
@@ -200,7 +206,11 @@ def test_a_device_dying_mid_round_does_not_stall_the_run(fleet: Fleet) -> None:
         proc.kill()
     started = time.monotonic()
     history = follow(fleet.link, run_id, settings, timeout=400)
-    assert history["status"] == "completed" and len(history["rounds"]) == 2
+    assert history["status"] == "completed" and len(history["rounds"]) == 1
     first = history["rounds"][0]
-    assert first["failures"] >= 1 and first["train"] is not None
-    assert time.monotonic() - started < 300
+    assert first["failures"] >= 1 and first["train"] is not None  # the others were aggregated
+    train = first["phases"]["train"]
+    answered = {r["node_id"] for r in train["replies"] if "error" not in r}
+    assert len(answered) >= 2
+    # bounded by the round timeout (two phases), not by the dead device
+    assert time.monotonic() - started < 2 * settings.round_timeout + 60

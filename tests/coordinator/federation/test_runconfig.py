@@ -26,7 +26,9 @@ def test_fab_entry_modules_are_thin() -> None:
 
 
 def test_run_config_round_trips_through_the_toml_flwr_reads() -> None:
-    s = RunSettings(model_spec='{"family": "mlp", "note": "a \\"quoted\\" value"}', strategy="fedprox")
+    s = RunSettings(
+        model_spec='{"family": "mlp", "note": "a \\"quoted\\" value"}', strategy="fedprox"
+    )
     parsed = tomllib.loads(to_toml(s))
     assert RunSettings.from_run_config(parsed) == s
 
@@ -44,7 +46,9 @@ def test_every_wrong_key_is_named_with_value_and_expectation() -> None:
     with pytest.raises(InvalidRunConfig) as info:
         RunSettings.from_mapping({"strategy": "fedsgd", "batch_size": 0})
     assert len(info.value.errors) == 2
-    assert "one of fedavg" in str(info.value) and "batch-size: expected an integer >= 1" in str(info.value)
+    assert "one of fedavg" in str(info.value) and "batch-size: expected an integer >= 1" in str(
+        info.value
+    )
 
 
 @pytest.mark.parametrize("name", strategies.names())
