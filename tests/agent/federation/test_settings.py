@@ -36,7 +36,9 @@ def test_bad_values_name_the_key(table: dict[str, object], match: str) -> None:
 def test_node_config_parses_with_flowers_own_parser() -> None:
     from flwr.common.config import parse_config_args
 
-    text = node_config_arg({"device-id": "pi-one", "agent-config": "/etc/orchard/agent.toml", "n": 3})
+    text = node_config_arg(
+        {"device-id": "pi-one", "agent-config": "/etc/orchard/agent.toml", "n": 3}
+    )
     parsed = parse_config_args([text])
     assert parsed == {"device-id": "pi-one", "agent-config": "/etc/orchard/agent.toml", "n": 3}
 

@@ -19,7 +19,11 @@ def _pair() -> tuple[socket.socket, socket.socket]:
 
 def test_round_trip_keeps_header_dtypes_and_shapes() -> None:
     a, b = _pair()
-    arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, -2], np.int8), np.zeros((0, 4))]
+    arrays = [
+        np.arange(6, dtype=np.float32).reshape(2, 3),
+        np.array([1, -2], np.int8),
+        np.zeros((0, 4)),
+    ]
     threading.Thread(target=wire.send, args=(a, {"op": "fit", "round": 3}, arrays)).start()
     header, got = wire.recv(b)
     assert header == {"op": "fit", "round": 3}
