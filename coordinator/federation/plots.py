@@ -33,8 +33,13 @@ def training(history: dict[str, Any], path: Path, metric_label: str = "metric") 
         ax_loss.plot([0], [initial["loss"]], "k^")
         ax_metric.plot([0], [initial["metric"]], "k^")
     ax_loss.set(title="loss per round", xlabel="round", ylabel="loss")
+    if all(min(line.get_ydata()) > 0 for line in ax_loss.get_lines()):
+        ax_loss.set(yscale="log", title="loss per round (log scale)")
     ax_metric.set(title=f"{metric_label} per round", xlabel="round", ylabel=metric_label)
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_loss, ax_metric):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
