@@ -7,7 +7,6 @@ round, the plots, and each device's answer from ``GET /api/predict/latest`` at t
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -17,15 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator.config import CoordinatorConfig
 from coordinator.demo import datasets
 from coordinator.demo.fleet import Device, free_port, wait_connected, wait_until
 from coordinator.demo.partition import Partitioning, split
 from coordinator.federation.runconfig import RunSettings
-from coordinator.federation.submit import follow, submit
-from coordinator.federation.superlink import SuperLink, SuperLinkSettings
-from coordinator.health.service import HealthService
+from coordinator.federation.superlink import SuperLinkSettings
 from coordinator.health.settings import HealthSettings
-from coordinator.service import progress_line
+from coordinator.service import Coordinator
 
 logger = logging.getLogger(__name__)
 
@@ -71,26 +69,38 @@ def run(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
         f"{opts.devices} devices ({', '.join(str(len(p)) for p in parts)} rows), "
         f"{len(prepared.validation)} held out on the coordinator"
     )
-    link = SuperLink(SuperLinkSettings(port=free_port(), workdir=work / "superlink"))
+    config = CoordinatorConfig(
+        state_dir=work,
+        superlink=SuperLinkSettings(port=free_port(), workdir=work / "superlink"),
+        model=prepared.spec,
+        run=RunSettings(
+            num_server_rounds=opts.rounds,
+            strategy=opts.strategy,
+            min_devices=opts.devices,
+            round_timeout=240.0,
+            wait_for_devices=60.0,
+            local_epochs=opts.local_epochs,
+            model_name=f"demo-{prepared.spec.family}",
+            quantization=opts.quantization,
+            validation=str(validation),
+            seed=opts.seed,
+        ),
+        health=HealthSettings.from_mapping(
+            {"mqtt": {"port": 0}, "dashboard": {"port": free_port()}}
+        ),
+        source="demo",
+    )
     devices = [
         Device(i, f"demo-{i + 1}", work / "devices" / f"demo-{i + 1}") for i in range(opts.devices)
     ]
     with ExitStack() as stack:
-        health = HealthService(
-            HealthSettings.from_mapping({"mqtt": {"port": 0}, "dashboard": {"port": free_port()}}),
-            runs_dir=work / "runs",
-        )
-        health.start()
-        stack.callback(health.stop)
-        say(f"dashboard: {health.dashboard_url} (embedded MQTT broker on "
-            f"{health.mqtt_host}:{health.mqtt_port})")  # fmt: skip
+        coordinator = stack.enter_context(Coordinator(config, say=say))
+        health = coordinator.health
         mqtt = {"host": health.mqtt_host, "port": health.mqtt_port, "health_interval_s": 5.0}
-        link.start()
-        stack.callback(link.stop)
-        say(f"SuperLink on {link.settings.address}; starting {opts.devices} agents ...")
+        say(f"starting {opts.devices} agents ...")
         for device, part in zip(devices, parts, strict=True):
             device.configure(
-                superlink=link.settings.address,
+                superlink=config.superlink.address,
                 sensor=prepared.live_sensor(device, part),
                 extra={"mqtt": mqtt, **(opts.extra_agent_config or {})},
             )
@@ -98,28 +108,9 @@ def run(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
             device.start()
             stack.callback(device.stop)
         wait_connected(devices, opts.connect_timeout_s)
-        say(f"{opts.devices} agents serving and connected; submitting {opts.rounds} rounds of "
-            f"{opts.strategy} ...")  # fmt: skip
-        settings = RunSettings(
-            num_server_rounds=opts.rounds,
-            strategy=opts.strategy,
-            min_devices=opts.devices,
-            round_timeout=240.0,
-            wait_for_devices=60.0,
-            local_epochs=opts.local_epochs,
-            model_spec=json.dumps(prepared.spec.to_dict()),
-            model_name=f"demo-{prepared.spec.family}",
-            quantization=opts.quantization,
-            out_dir=str(work / "runs"),
-            validation=str(validation),
-            seed=opts.seed,
-            registry=str(health.registry.path) if health.registry else "",
-        )
-        run_id = submit(link, settings, work / "superlink")
-        say(f"run {run_id}: {work / 'runs' / run_id}")
-        history = follow(
-            link, run_id, settings, on_round=lambda r: say(progress_line(r, opts.rounds))
-        )
+        say(f"{opts.devices} agents serving and connected")
+        result = coordinator.train()
+        run_id, history = result.run_id, result.history
         final = f"{run_id}.{opts.rounds}"
         answers = latest_answers(devices, final)
         dashboard = health.dashboard_url
