@@ -1,36 +1,43 @@
 """``orchard-agent``: the always-on board process. Never imports TensorFlow.
 
 Exit codes are in ``agent.exit_codes`` (78 = configuration error, not restarted by systemd).
+
+The parser is the standard library's ``argparse``: the agent runs for months inside a 75 MB
+budget, and typer pulls in click, rich, markdown-it and pygments (~11.5 MB RSS) for help
+screens the board never shows. Heavy modules are imported inside the command that needs them.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import platform
 import signal
+import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
-
-import typer
 
 from agent import exit_codes
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
 
-app = typer.Typer(help="Orchard agent: runs on the board.", no_args_is_help=True)
 DEFAULT_CONFIG = Path("/etc/orchard/agent.toml")
+logger = logging.getLogger(__name__)
 
 
-@app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
-    """Orchard agent."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _fail(message: str, code: int) -> _Exit:
+    sys.stderr.write(f"{message}\n")
+    return _Exit(code)
 
 
 def _load_or_exit(path: Path) -> AgentConfig:
@@ -41,36 +48,32 @@ def _load_or_exit(path: Path) -> AgentConfig:
     try:
         return config.load(path)
     except InvalidConfig as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(exit_codes.CONFIG_ERROR) from exc
+        raise _fail(str(exc), exit_codes.CONFIG_ERROR) from exc
 
 
-@app.command("check-config")
-def check_config(
-    path: Path = typer.Argument(DEFAULT_CONFIG, help="The agent.toml to check."),
-) -> None:
+def check_config(args: argparse.Namespace) -> None:
     """Validate a config file; name every wrong key, its value and what was expected."""
-    cfg = _load_or_exit(path)
+    cfg = _load_or_exit(args.path)
     sensors = ", ".join(f"{s.name} ({s.driver})" for s in cfg.sensors)
-    typer.echo(f"{path}: OK — device {cfg.device_id}, sensors: {sensors}")
-    typer.echo(
+    print(f"{args.path}: OK — device {cfg.device_id}, sensors: {sensors}")
+    print(
         f"  store {cfg.store.path}, models {cfg.models.dir}, http {cfg.http.host}:{cfg.http.port}"
     )
 
 
-@app.command()
-def run(
-    config_path: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="agent.toml"),
-) -> None:
+def run(args: argparse.Namespace) -> None:
     """Run the agent: sample sensors, keep the store, serve predictions (until SIGTERM)."""
+    # One BLAS thread: the agent's numpy work is tiny, and each OpenBLAS thread costs a stack
+    # and a buffer (set before anything imports numpy; an explicit setting wins).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from agent.errors import AgentError
     from agent.runner import AgentRunner
 
-    cfg = _load_or_exit(config_path)
+    cfg = _load_or_exit(args.config)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger(__name__).info("signal %d: stopping", signum)
+        logger.info("signal %d: stopping", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -78,12 +81,19 @@ def run(
     try:
         AgentRunner(cfg).run(stop)
     except AgentError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(exit_codes.RUNTIME_FAILURE) from exc
+        raise _fail(f"error: {exc}", exit_codes.RUNTIME_FAILURE) from exc
 
 
-@app.command()
-def version() -> None:
+def trainer(args: argparse.Namespace) -> None:
+    """Run the trainer (the only process that imports TensorFlow) for orchard-trainer.service."""
+    from agent.trainer.__main__ import run as run_trainer
+
+    code = run_trainer(args.config, args.idle_timeout)
+    if code != exit_codes.OK:
+        raise _Exit(code)
+
+
+def version(_args: argparse.Namespace) -> None:
     """Print the agent's version and the inference runtime it would use."""
     from importlib.metadata import version as dist_version
 
@@ -95,9 +105,60 @@ def version() -> None:
         runtime = f"{rt.name} {rt.version}"
     except RuntimeUnavailableError as exc:
         runtime = f"none ({exc})"
-    typer.echo(f"orchard-agent {dist_version('orchard-fl')} (Python {platform.python_version()})")
-    typer.echo(f"inference runtime: {runtime}")
+    print(f"orchard-agent {dist_version('orchard-fl')} (Python {platform.python_version()})")
+    print(f"inference runtime: {runtime}")
 
 
-def main() -> None:
-    app()
+def build_parser() -> argparse.ArgumentParser:
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="Debug logging."
+    )
+    parser = argparse.ArgumentParser(
+        prog="orchard-agent", description="Orchard agent: runs on the board.", parents=[verbose]
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    sub = commands.add_parser(
+        "check-config",
+        parents=[verbose],
+        help=check_config.__doc__,
+        description=check_config.__doc__,
+    )
+    sub.add_argument(
+        "path", nargs="?", type=Path, default=DEFAULT_CONFIG, help="The agent.toml to check."
+    )
+    sub.set_defaults(func=check_config)
+
+    sub = commands.add_parser("run", parents=[verbose], help=run.__doc__, description=run.__doc__)
+    sub.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="agent.toml")
+    sub.set_defaults(func=run)
+
+    sub = commands.add_parser(
+        "trainer", parents=[verbose], help=trainer.__doc__, description=trainer.__doc__
+    )
+    sub.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="agent.toml")
+    sub.add_argument(
+        "--idle-timeout", type=float, default=None, help="Seconds; overrides the config."
+    )
+    sub.set_defaults(func=trainer)
+
+    sub = commands.add_parser(
+        "version", parents=[verbose], help=version.__doc__, description=version.__doc__
+    )
+    sub.set_defaults(func=version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``orchard-agent``; exits with a code from :mod:`agent.exit_codes`."""
+    args = build_parser().parse_args(argv)  # usage errors exit with 2 (exit_codes.USAGE)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except _Exit as exc:
+        sys.exit(exc.code)
+    sys.exit(exit_codes.OK)

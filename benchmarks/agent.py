@@ -110,6 +110,15 @@ def _latencies(port: int, n: int) -> list[float]:
     return out
 
 
+def _rss_split(pid: int) -> str:
+    """Anonymous (heap, Python objects) versus file-backed (code of loaded libraries) RSS."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    anon, file = (int(fields[k].split()[0]) / 1024 for k in ("RssAnon", "RssFile"))
+    return f"{anon:.1f} / {file:.1f} MB"
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[int(q * (len(ordered) - 1))]
@@ -126,7 +135,8 @@ def main() -> None:
 
     rt = backend()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; python "
-          f"{platform.python_version()}; runtime {rt.name} {rt.version}")  # fmt: skip
+          f"{platform.python_version()}; runtime {rt.name} {rt.version}; "
+          f"load average {os.getloadavg()[0]:.1f} at start")  # fmt: skip
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -185,6 +195,7 @@ def main() -> None:
             rss.append((time.monotonic(), proc.memory_info().rss / 2**20))
             stop.wait(min(10.0, max(0.0, t_end - time.monotonic())))
         rss.append((time.monotonic(), proc.memory_info().rss / 2**20))
+        split = _rss_split(agent.proc.pid)
         stop.set()
         loader.join()
         agent.stop()
@@ -194,6 +205,7 @@ def main() -> None:
         rows.append((f"RSS over a {args.soak_minutes:g} min soak: start / end / max",
                      f"{rss[0][1]:.1f} / {rss[-1][1]:.1f} / {peak:.1f} MB"))  # fmt: skip
         rows.append(("RSS growth, second half of the soak", f"{slope:+.1f} MB/h"))
+        rows.append(("RSS at the end: anonymous / file-backed", split))
 
     print("\n| measure | value |\n|---|---|")
     for name, value in rows:

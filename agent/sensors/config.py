@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import ConfigError
-from agent.options import Options
+from agent.options import Options, combine, flatten
 from agent.sensors import registry
 from agent.sensors.base import Clock, SensorDriver
 
@@ -51,7 +51,10 @@ class SensorConfig:
             raise ConfigError(prefix, table, "a table with at least a driver key")
         common = Options(prefix, {k: v for k, v in table.items() if k in COMMON_KEYS})
         driver = common.get_str("driver")
-        registry.get(driver, key=f"{prefix}.driver")  # fails helpfully on an unknown driver
+        try:
+            registry.get(driver, key=f"{prefix}.driver")  # fails helpfully on an unknown driver
+        except ConfigError as exc:
+            common.record(exc)
         config = cls(
             name=name,
             driver=driver,
@@ -75,7 +78,7 @@ class ConfiguredSensor:
 
 
 def build_sensors(tables: Mapping[str, Any], *, clock: Clock) -> list[ConfiguredSensor]:
-    """Build every enabled sensor; raises ``ConfigError`` naming the first wrong key.
+    """Build every enabled sensor; one ``ConfigError`` names every wrong key of every sensor.
 
     Two sensors may not produce the same feature name (their values would overwrite each
     other in a sample), and ``ranges`` may only name features the driver declares.
@@ -83,30 +86,28 @@ def build_sensors(tables: Mapping[str, Any], *, clock: Clock) -> list[Configured
     if not isinstance(tables, Mapping):
         raise ConfigError("sensors", tables, "a table of [sensors.<name>] tables")
     built: list[ConfiguredSensor] = []
+    problems: list[ConfigError] = []
     owner: dict[str, str] = {}
     try:
         for name, table in tables.items():
-            config = SensorConfig.from_table(name, table)
+            try:
+                config = SensorConfig.from_table(name, table)
+            except ConfigError as exc:
+                problems.extend(flatten(exc))
+                problems.extend(_driver_problems(name, table, clock))
+                continue
             if not config.enabled:
                 continue
-            factory = registry.get(config.driver, key=f"sensors.{name}.driver")
-            driver = factory.from_config(name, config.options, clock=clock)
+            try:
+                factory = registry.get(config.driver, key=f"sensors.{name}.driver")
+                driver = factory.from_config(name, config.options, clock=clock)
+            except ConfigError as exc:
+                problems.extend(flatten(exc))
+                continue
             built.append(ConfiguredSensor(config, driver))
-            declared = [f.name for f in driver.features]
-            for feature in config.ranges:
-                if feature not in declared:
-                    raise ConfigError(
-                        f"sensors.{name}.ranges", feature, f"a feature of this sensor {declared}"
-                    )
-            for feature in declared:
-                if feature in owner:
-                    raise ConfigError(
-                        f"sensors.{name}.driver",
-                        config.driver,
-                        f"a sensor whose features do not clash: {feature!r} is already "
-                        f"produced by sensor {owner[feature]!r}",
-                    )
-                owner[feature] = name
+            problems.extend(_clashes(name, config, driver, owner))
+        if problems:
+            raise combine(problems)
     except BaseException:
         for sensor in built:
             sensor.driver.close()
@@ -114,16 +115,59 @@ def build_sensors(tables: Mapping[str, Any], *, clock: Clock) -> list[Configured
     return built
 
 
+def _driver_problems(name: str, table: Any, clock: Clock) -> list[ConfigError]:
+    """The driver's own option errors, for a table whose common keys are wrong."""
+    driver = table.get("driver") if isinstance(table, Mapping) else None
+    if not isinstance(driver, str) or driver not in registry.names():
+        return []
+    options = {k: v for k, v in table.items() if k not in COMMON_KEYS}
+    try:
+        registry.get(driver).from_config(name, options, clock=clock).close()
+    except ConfigError as exc:
+        return flatten(exc)
+    return []
+
+
+def _clashes(
+    name: str, config: SensorConfig, driver: SensorDriver, owner: dict[str, str]
+) -> list[ConfigError]:
+    """``ranges`` naming unknown features, and features another sensor already produces."""
+    problems: list[ConfigError] = []
+    declared = [f.name for f in driver.features]
+    for feature in config.ranges:
+        if feature not in declared:
+            problems.append(
+                ConfigError(
+                    f"sensors.{name}.ranges", feature, f"a feature of this sensor {declared}"
+                )
+            )
+    for feature in declared:
+        if feature in owner:
+            problems.append(
+                ConfigError(
+                    f"sensors.{name}.driver",
+                    config.driver,
+                    f"a sensor whose features do not clash: {feature!r} is already "
+                    f"produced by sensor {owner[feature]!r}",
+                )
+            )
+        else:
+            owner[feature] = name
+    return problems
+
+
 def _ranges(opts: Options) -> dict[str, tuple[float, float]]:
     raw = opts.get_raw("ranges", {})
     expected = "a table of feature = [low, high] with low < high, e.g. {temp_c = [-10, 45]}"
     if not isinstance(raw, Mapping):
-        raise opts.error("ranges", raw, expected)
+        opts.report("ranges", raw, expected)
+        return {}
     ranges: dict[str, tuple[float, float]] = {}
     for feature, bounds in raw.items():
         ok = isinstance(bounds, list | tuple) and len(bounds) == 2
         ok = ok and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
         if not ok or not bounds[0] < bounds[1]:
-            raise opts.error(f"ranges.{feature}", bounds, expected)
+            opts.report(f"ranges.{feature}", bounds, expected)
+            continue
         ranges[str(feature)] = (float(bounds[0]), float(bounds[1]))
     return ranges

@@ -1,6 +1,7 @@
-"""Request and response models of DESIGN §3.1, for ``/openapi.json`` and the slow endpoints.
+"""Request and response models of DESIGN §3.1: they document ``/openapi.json`` (see docs.py).
 
-The predict hot path does not validate through these (see ``inputs.py``); they document it.
+No request or response is validated through them at run time (see ``inputs.py``), and they
+are imported only when the OpenAPI document is first built; tests check the contract.
 """
 
 from __future__ import annotations

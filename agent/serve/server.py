@@ -28,6 +28,9 @@ class HttpServer:
             log_level=log_level,
             access_log=False,
             lifespan="off",
+            # asyncio, not uvloop: uvloop costs ~2 MB RSS for ~40 us less per request (p50
+            # 0.46 vs 0.50 ms on the dev machine); the 75 MB budget is the tighter figure.
+            loop="asyncio",
             ws="none",  # no websockets: nothing to serve, nothing to import
             server_header=False,
             timeout_keep_alive=30,
@@ -85,8 +88,11 @@ def _bind(settings: HttpSettings) -> socket.socket:
         infos = socket.getaddrinfo(
             settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-        family, _, _, _, address = infos[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        # The proto from getaddrinfo (IPPROTO_TCP) matters: asyncio only sets TCP_NODELAY on
+        # accepted sockets whose listener says IPPROTO_TCP; without it Nagle plus delayed ACKs
+        # hold each response ~40 ms.
+        sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(address)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.options import combine, flatten, unknown_key
 
 PREFIX = "http"
 MIN_BODY, MAX_BODY = 256, 64 << 20
@@ -34,17 +35,23 @@ class HttpSettings:
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any] | None) -> HttpSettings:
-        """Build from the ``[http]`` table; raises :class:`ConfigError` naming the wrong key."""
+        """Build from the ``[http]`` table; one :class:`ConfigError` names every wrong key."""
         table = {} if table is None else table
         if not isinstance(table, Mapping):
             raise ConfigError(PREFIX, table, "a table")
-        known = {f for f in cls.__dataclass_fields__}
-        for key in table:
-            if key not in known:
-                raise ConfigError(
-                    f"{PREFIX}.{key}", table[key], f"a known key ({', '.join(sorted(known))})"
-                )
-        return cls(**dict(table))
+        known = list(cls.__dataclass_fields__)
+        problems = [
+            unknown_key(f"{PREFIX}.{key}", value, known)
+            for key, value in table.items()
+            if key not in known
+        ]
+        try:
+            settings = cls(**{k: v for k, v in table.items() if k in known})
+        except ConfigError as exc:
+            problems.extend(flatten(exc))
+        if problems:
+            raise combine(problems)
+        return settings
 
     @property
     def loopback(self) -> bool:
@@ -61,27 +68,35 @@ def is_loopback(host: str) -> bool:
 
 
 def _check(s: HttpSettings) -> None:
-    if not isinstance(s.host, str) or not s.host:
-        raise ConfigError(f"{PREFIX}.host", s.host, "a non-empty host name or IP address")
+    """Raise one :class:`ConfigError` naming every wrong field."""
+    problems: list[ConfigError] = []
+
+    def wrong(field: str, value: Any, expected: str) -> None:
+        problems.append(ConfigError(f"{PREFIX}.{field}", value, expected))
+
+    host_ok = isinstance(s.host, str) and bool(s.host)
+    if not host_ok:
+        wrong("host", s.host, "a non-empty host name or IP address")
     if not _is_int(s.port) or not 0 <= s.port <= 65535:
-        raise ConfigError(f"{PREFIX}.port", s.port, "an integer in [0, 65535]")
+        wrong("port", s.port, "an integer in [0, 65535]")
     if s.token is not None and (not isinstance(s.token, str) or not s.token.strip()):
-        raise ConfigError(f"{PREFIX}.token", "<hidden>", "a non-empty string, or no key at all")
-    if s.token is not None and any(c.isspace() for c in s.token):
-        raise ConfigError(f"{PREFIX}.token", "<hidden>", "a token without whitespace")
+        wrong("token", "<hidden>", "a non-empty string, or no key at all")
+    elif s.token is not None and any(c.isspace() for c in s.token):
+        wrong("token", "<hidden>", "a token without whitespace")
     if not _is_int(s.max_body_bytes) or not MIN_BODY <= s.max_body_bytes <= MAX_BODY:
-        raise ConfigError(
-            f"{PREFIX}.max_body_bytes", s.max_body_bytes, f"an integer in [{MIN_BODY}, {MAX_BODY}]"
-        )
-    if not isinstance(s.lan, bool):
-        raise ConfigError(f"{PREFIX}.lan", s.lan, "true or false")
-    if not s.lan and not is_loopback(s.host):
-        raise ConfigError(
-            f"{PREFIX}.host",
+        wrong("max_body_bytes", s.max_body_bytes, f"an integer in [{MIN_BODY}, {MAX_BODY}]")
+    lan_ok = isinstance(s.lan, bool)
+    if not lan_ok:
+        wrong("lan", s.lan, "true or false")
+    if host_ok and lan_ok and not s.lan and not is_loopback(s.host):
+        wrong(
+            "host",
             s.host,
             "a loopback address (127.0.0.1, ::1, localhost) unless lan = true is set "
             "to expose the prediction endpoint on the network",
         )
+    if problems:
+        raise combine(problems)
 
 
 def _is_int(value: Any) -> bool:

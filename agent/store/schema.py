@@ -25,6 +25,11 @@ from agent.errors import StoreError
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 4096
+#: Page cache per connection. The hot paths touch the right edge of two B-trees (appends, the
+#: newest rows), a handful of pages; a bigger cache fills with every new page as the file grows
+#: and reads as RSS growth of the always-on agent (the previous 2 MiB per connection: up to
+#: 4 MiB over the first hours at 10 Hz; 128 KiB: at most 256 KiB for writer and reader).
+CACHE_KIB = 128
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
@@ -59,7 +64,8 @@ def configure(
     conn.execute(f"PRAGMA journal_size_limit = {wal_bytes}")
     conn.execute(f"PRAGMA wal_autocheckpoint = {max(16, wal_bytes // PAGE_SIZE)}")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA cache_size = -2048")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    conn.execute("PRAGMA mmap_size = 0")  # reads through the page cache, not mapped pages
 
 
 def migrate(conn: sqlite3.Connection, now: float) -> int:

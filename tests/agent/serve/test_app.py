@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -249,6 +251,56 @@ def test_openapi_documents_the_contract(make_client: Factory) -> None:
     assert [list(m["properties"]) for m in models] == [["features"], ["instances"], ["readings"]]
     assert all(m["additionalProperties"] is False for m in models)
     assert {"ErrorResponse", "HealthResponse", "InfoResponse", "NumberArray"} <= set(components)
+
+
+def test_responses_match_their_documented_models(make_client: Factory) -> None:
+    """The routes serialise by hand; the pydantic models in /openapi.json must still hold."""
+    from pydantic import TypeAdapter
+
+    from agent.serve import schemas
+
+    client = make_client()
+    schemas.HealthResponse.model_validate(client.get("/healthz").json())
+    info = client.get("/api/info").json()
+    assert schemas.InfoResponse.model_validate(info).model_dump(mode="json") == info
+    for body in ({"features": X}, {"instances": [X, X]}):
+        answer = client.post("/api/predict", json=body).json()
+        model = schemas.PredictResponse.model_validate(answer)
+        assert model.model_dump(mode="json") == answer
+    TypeAdapter(schemas.PredictRequest).validate_python({"features": X})
+    error = client.post("/api/predict", json={"features": [1.0]}).json()
+    assert schemas.ErrorResponse.model_validate(error).model_dump() == error
+    empty = make_client(None)
+    error = empty.get("/api/info").json()
+    assert schemas.ErrorResponse.model_validate(error).model_dump() == error
+
+
+def test_openapi_models_load_on_the_first_schema_request(tmp_path: Path) -> None:
+    """The response models cost ~1.2 MB in the always-on process; only /openapi.json needs them."""
+    script = f"""
+import sys
+from pathlib import Path
+from fastapi.testclient import TestClient
+from agent.metrics import AgentMetrics
+from agent.serve import HttpSettings, create_app
+from agent.slots import ModelSlots
+slots = ModelSlots(Path({str(tmp_path)!r}))
+slots.load()
+app = create_app(slots=slots, store=None, metrics=AgentMetrics(process=False),
+                 settings=HttpSettings())
+client = TestClient(app)
+for path in ("/healthz", "/api/info", "/metrics", "/api/predict/latest"):
+    client.get(path)
+client.post("/api/predict", json={{"features": [1.0]}})
+print("before", "agent.serve.schemas" in sys.modules)
+assert "PredictResponse" in client.get("/openapi.json").text
+print("after", "agent.serve.schemas" in sys.modules)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["before", "False", "after", "True"]
 
 
 # -- GET /api/predict/latest --------------------------------------------------------------------

@@ -209,3 +209,12 @@ def test_serving_imports_no_tensorflow() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+
+
+def test_the_listener_says_tcp_so_asyncio_turns_nagle_off(agent: Agent) -> None:
+    """asyncio sets TCP_NODELAY on accepted sockets only when the listener's proto is TCP;
+    with proto 0, Nagle plus delayed ACKs hold every response ~40 ms."""
+    import socket
+
+    sock = agent.server._sock
+    assert sock is not None and sock.proto == socket.IPPROTO_TCP

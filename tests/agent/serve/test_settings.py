@@ -68,3 +68,14 @@ def test_not_a_table() -> None:
     with pytest.raises(ConfigError) as info:
         HttpSettings.from_mapping(["port"])  # type: ignore[arg-type]
     assert info.value.key == "http"
+
+
+def test_every_wrong_key_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        HttpSettings.from_mapping({"port": -1, "max_body_bytes": 1, "lan": "no", "tokn": "t"})
+    lines = str(info.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "http.tokn", "http.port", "http.max_body_bytes", "http.lan",
+    ]  # fmt: skip
+    assert "did you mean 'token'" in lines[0] and "Received: port=-1" in lines[1]
+    assert info.value.key == "http.tokn"

@@ -48,3 +48,17 @@ def test_from_mapping_converts_path_and_refuses_unknown_keys(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as info:
         StoreOptions.from_mapping({"max_rows": 10})
     assert info.value.key == "store.path"
+
+
+def test_from_mapping_names_every_wrong_key_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        StoreOptions.from_mapping(
+            {"max_rows": 0, "max_age_s": "1h", "synchronous": "OFF", "max_byts": 1, "pth": "x"}
+        )
+    text = str(info.value)
+    assert [line.split(":")[0] for line in text.splitlines()] == [
+        "store.max_byts", "store.pth", "store.path", "store.max_rows", "store.max_age_s",
+        "store.synchronous",
+    ]  # fmt: skip
+    assert "did you mean 'max_bytes'" in text and "did you mean 'path'" in text
+    assert "Received: max_rows=0" in text and "Received: synchronous='OFF'" in text
