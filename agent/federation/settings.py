@@ -15,12 +15,13 @@ personalize = false                    # fine-tune the head; serve it only if it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
+from agent.options import Options
 
 LAUNCHERS = ("spawn", "systemd")
 
@@ -42,64 +43,46 @@ class FederationSettings:
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], state_dir: Path) -> FederationSettings:
-        """Validate ``[federation]``; raise ``ConfigError`` naming the first wrong key."""
-        known = set(cls.__dataclass_fields__)
-        for key in table:
-            if key not in known:
-                raise ConfigError(
-                    f"federation.{key}", table[key], f"one of {', '.join(sorted(known))}"
-                )
-        out: dict[str, Any] = {"trainer_socket": state_dir / "run" / "trainer.sock"}
-        for key in ("enabled", "insecure", "personalize"):
-            if key in table:
-                if not isinstance(table[key], bool):
-                    raise ConfigError(f"federation.{key}", table[key], "true or false")
-                out[key] = table[key]
-        if "superlink" in table:
-            out["superlink"] = _address(table["superlink"])
-        for key in ("root_certificates", "auth_private_key", "auth_public_key", "trainer_socket"):
-            if key in table:
-                value = table[key]
-                if not isinstance(value, str) or not value:
-                    raise ConfigError(f"federation.{key}", value, "a file path")
-                out[key] = Path(value)
-        if "runtime_port" in table:
-            port = table["runtime_port"]
-            if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-                raise ConfigError("federation.runtime_port", port, "a port from 1 to 65535")
-            out["runtime_port"] = port
-        if "trainer_launcher" in table:
-            if table["trainer_launcher"] not in LAUNCHERS:
-                raise ConfigError(
-                    "federation.trainer_launcher", table["trainer_launcher"], " or ".join(LAUNCHERS)
-                )
-            out["trainer_launcher"] = table["trainer_launcher"]
-        for key in ("restart_min_s", "restart_max_s"):
-            if key in table:
-                value = table[key]
-                if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-                    raise ConfigError(f"federation.{key}", value, "a positive number of seconds")
-                out[key] = float(value)
-        settings = cls(**out)
+        """Validate ``[federation]``; ``ConfigError`` names every wrong key at once."""
+        o = Options("federation", table, collect=True)
+
+        def path(key: str) -> Path | None:
+            value = o.optional_str(key)
+            return Path(value) if value else None
+
+        superlink = o.get_str("superlink", cls.superlink)
+        if not _ADDRESS.fullmatch(superlink) or not 1 <= int(superlink.rpartition(":")[2]) <= 65535:
+            o.report("superlink", superlink, 'a "host:port" address with a port from 1 to 65535')
+        settings = cls(
+            enabled=o.get_bool("enabled", False),
+            superlink=superlink,
+            insecure=o.get_bool("insecure", True),
+            root_certificates=path("root_certificates"),
+            auth_private_key=path("auth_private_key"),
+            auth_public_key=path("auth_public_key"),
+            runtime_port=o.get_int("runtime_port", cls.runtime_port, low=1, high=65535),
+            trainer_socket=Path(
+                o.get_str("trainer_socket", str(state_dir / "run" / "trainer.sock"))
+            ),
+            trainer_launcher=o.get_str("trainer_launcher", "spawn", choices=LAUNCHERS),
+            personalize=o.get_bool("personalize", False),
+            restart_min_s=o.get_float("restart_min_s", cls.restart_min_s, positive=True),
+            restart_max_s=o.get_float("restart_max_s", cls.restart_max_s, positive=True),
+        )
         if settings.enabled and not settings.insecure and settings.root_certificates is None:
-            raise ConfigError(
-                "federation.root_certificates",
+            o.report(
+                "root_certificates",
                 None,
                 "a CA file when insecure = false (or insecure = true on a trusted network)",
             )
         if (settings.auth_private_key is None) != (settings.auth_public_key is None):
-            raise ConfigError(
-                "federation.auth_public_key",
+            o.report(
+                "auth_public_key",
                 str(settings.auth_public_key),
                 "both auth_private_key and auth_public_key, or neither",
             )
+        o.done()
         return settings
 
 
-def _address(value: Any) -> str:
-    host, sep, port = str(value).rpartition(":")
-    if not isinstance(value, str) or not sep or not host or not port.isdigit():
-        raise ConfigError("federation.superlink", value, 'a "host:port" address')
-    if not 1 <= int(port) <= 65535:
-        raise ConfigError("federation.superlink", value, "a port from 1 to 65535")
-    return value
+_ADDRESS = re.compile(r"[^\s:]+(:[^\s:]+)*:\d{1,5}")

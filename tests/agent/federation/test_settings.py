@@ -21,7 +21,7 @@ def test_defaults_put_the_trainer_socket_under_the_state_dir() -> None:
         ({"superlink": "nohost"}, r"federation.superlink: expected a \"host:port\""),
         ({"superlink": "h:70000"}, "port from 1 to 65535"),
         ({"enabled": "yes"}, "federation.enabled: expected true or false"),
-        ({"trainer_launcher": "docker"}, "spawn or systemd"),
+        ({"trainer_launcher": "docker"}, "one of 'spawn', 'systemd'"),
         ({"runtime_port": 0}, "runtime_port"),
         ({"colour": 1}, "federation.colour"),
         ({"enabled": True, "insecure": False}, "root_certificates"),
@@ -31,6 +31,16 @@ def test_defaults_put_the_trainer_socket_under_the_state_dir() -> None:
 def test_bad_values_name_the_key(table: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         FederationSettings.from_mapping(table, Path("/s"))
+
+
+def test_every_wrong_key_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        FederationSettings.from_mapping(
+            {"superlink": "nohost", "runtime_port": 0, "colour": 1, "enabled": "yes"}, Path("/s")
+        )
+    text = str(info.value)
+    for key in ("superlink", "runtime_port", "colour", "enabled"):
+        assert f"federation.{key}" in text, text
 
 
 def test_node_config_parses_with_flowers_own_parser() -> None:
