@@ -172,10 +172,16 @@ class Jobs:
         if header.get("personalize"):
             personal = families.build(spec)
             set_weights(personal, global_weights)
+            train = header.get("train", {})
             fit(
                 personal, spec, (data.x_train, data.y_train),
-                TrainConfig(epochs=int(header.get("train", {}).get("epochs", 1)),
-                            freeze_base=True, seed=int(header.get("round", 0))),
+                TrainConfig(
+                    epochs=int(train.get("epochs", 1)),
+                    batch_size=int(train.get("batch_size", 32)),
+                    learning_rate=float(train.get("learning_rate", 1e-3)),
+                    freeze_base=True,
+                    seed=int(header.get("round", 0)),
+                ),
             )  # fmt: skip
             own = evaluate(personal, spec, val)
             if _better(spec, own, glob, name):

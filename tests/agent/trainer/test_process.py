@@ -50,8 +50,9 @@ def test_fit_then_evaluate_hands_a_model_to_the_agent(device_dir: Path) -> None:
         assert reply["metrics"]["val_metric"] > 0.6  # learnable: well above chance (1/3)
         assert sup.starts == 1
 
+        trained = out
         header = {**header, "op": "evaluate", "quantization": "int8", "model_name": "t"}
-        reply, out = wire.call(str(device_dir / "t.sock"), header, out, timeout=120)
+        reply, out = wire.call(str(device_dir / "t.sock"), header, trained, timeout=120)
         assert reply["ok"], reply
         assert sorted(reply["metrics"]) == sorted(EVALUATE_KEYS) and out == []
         assert reply["metrics"]["installed"] == 1.0
@@ -63,17 +64,22 @@ def test_fit_then_evaluate_hands_a_model_to_the_agent(device_dir: Path) -> None:
 
         # Personalisation: the head is fine-tuned locally; both results are reported and the
         # personalised model is served only when it beats the global one on local validation.
-        header = {**header, "round": 2, "personalize": True, "train": {"epochs": 3}}
-        reply, _ = wire.call(str(device_dir / "t.sock"), header, weights, timeout=120)
+        # A global model whose head says nothing (zeros): the local head must win.
+        mute = [*trained[:-2], np.zeros_like(trained[-2]), np.zeros_like(trained[-1])]
+        header = {**header, "round": 2, "personalize": True}
+        reply, _ = wire.call(str(device_dir / "t.sock"), header, mute, timeout=120)
         m = reply["metrics"]
-        assert reply["ok"] and m["personalized"] in (0.0, 1.0) and m["installed"] == 1.0
+        assert reply["ok"] and m["installed"] == 1.0
+        assert m["personalized"] == 1.0 and m["personal_metric"] > m["metric"]
+        assert (device_dir / "models" / "inbox" / "t-r1.2+personal-int8").is_dir()
+        # A trained global model: served as is unless the local head beats it.
+        header = {**header, "round": 3}
+        reply, _ = wire.call(str(device_dir / "t.sock"), header, trained, timeout=120)
+        m = reply["metrics"]
         if m["personalized"]:
             assert m["personal_metric"] > m["metric"]
-            assert (device_dir / "models" / "inbox" / "t-r1.2+personal-int8").is_dir()
         else:
             assert m["personal_metric"] == m["metric"]
-        # untrained global weights: local fine-tuning of the head wins
-        assert m["personalized"] == 1.0
     finally:
         sup.stop()
 
