@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 _NODE_ID = re.compile(r"SuperNode ID: (\d+)")
 _RESTART_ON = ("Giving up reconnection", "FileNotFoundError")
 STABLE_S = 60.0
+FLOWER_NICE = 10
 
 
 def flower_env(flwr_home: Path) -> dict[str, str]:
@@ -176,6 +177,10 @@ class SupernodeSupervisor:
             self.last_exit = None
             return
         self._proc = proc
+        # Its SuperExec and the ClientApp it starts per message inherit this: they must not
+        # compete with inference (measured: p99 4.4x idle at normal priority, while they start).
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, proc.pid, FLOWER_NICE)
         assert proc.stdout is not None
         reader = threading.Thread(
             target=self._follow, args=(proc.stdout, log_path), name="supernode-log", daemon=True

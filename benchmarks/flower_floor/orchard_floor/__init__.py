@@ -1,0 +1,1 @@
+"""Flower's floor: a numpy-only Flower app measuring what the Deployment Engine costs per round."""
