@@ -8,7 +8,6 @@ and the health messages; the node id is how the coordinator maps Flower nodes to
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import os
@@ -78,7 +77,6 @@ class SupernodeSupervisor:
         self.node_id: int | None = None
         self.restarts = 0
         self.last_exit: int | None = None
-        self.tail: collections.deque[str] = collections.deque(maxlen=50)
         self._proc: subprocess.Popen[str] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -201,7 +199,6 @@ class SupernodeSupervisor:
                 self._line(line)
 
     def _line(self, line: str) -> None:
-        self.tail.append(line.rstrip())
         match = _NODE_ID.search(line)
         if match:
             self.node_id = int(match.group(1))

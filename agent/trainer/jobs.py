@@ -51,7 +51,6 @@ class Jobs:
         inbox: Path,
         status_path: Path,
         *,
-        cpu_threads: int = 1,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -59,7 +58,6 @@ class Jobs:
         self.status_path = status_path
         self.clock = clock
         self._models: dict[str, Any] = {}
-        self._cpu_threads = cpu_threads
 
     def handle(self, header: dict[str, Any], arrays: list[np.ndarray]) -> Reply:
         op = header.get("op")

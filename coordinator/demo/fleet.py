@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from agent.store import open_store
 from agent.store.options import StoreOptions
 from agent.types import Sample
@@ -41,35 +43,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-def to_toml(data: Mapping[str, Any]) -> str:
-    """A small TOML writer for agent configs: scalars first, then tables (one level deep)."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
-    for name, table in data.items():
-        if not isinstance(table, Mapping):
-            continue
-        scalars = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
-        if scalars or not table:
-            lines += ["", f"[{name}]", *(f"{k} = {_toml_value(v)}" for k, v in scalars.items())]
-        for sub, inner in table.items():
-            if isinstance(inner, Mapping):
-                lines += [
-                    "",
-                    f"[{name}.{sub}]",
-                    *(f"{k} = {_toml_value(v)}" for k, v in inner.items()),
-                ]
-    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -135,7 +108,7 @@ class Device:
                 config.setdefault(section, {}).update(values)
             else:
                 config[section] = values
-        self.config_path.write_text(to_toml(config))
+        self.config_path.write_text(tomli_w.dumps(config))
 
     def partition_csv(self, table: Table) -> Path:
         path = self.root / "partition.csv"

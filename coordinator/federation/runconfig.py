@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import tomli_w
+
 from coordinator.errors import ConfigError
 from coordinator.federation.errors import InvalidRunConfig
 
@@ -194,16 +196,5 @@ def _known() -> str:
 
 
 def to_toml(settings: RunSettings) -> str:
-    """Run config as a TOML file for ``flwr run -c FILE.toml`` (values may hold any text).
-
-    A JSON string literal is a valid TOML basic string, so strings go through ``json.dumps``.
-    """
-    lines = []
-    for key, value in settings.to_run_config().items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, str):
-            lines.append(f"{key} = {json.dumps(value)}")
-        else:
-            lines.append(f"{key} = {value!r}")
-    return "\n".join(lines) + "\n"
+    """Run config as a TOML file for ``flwr run -c FILE.toml`` (values may hold any text)."""
+    return tomli_w.dumps(settings.to_run_config())

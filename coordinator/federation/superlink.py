@@ -177,6 +177,3 @@ class SuperLink:
             self.flwr("stop", run_id, CONNECTION)
         except SuperLinkError as exc:
             logger.warning("could not stop run %s: %s", run_id, exc)
-
-    def nodes(self) -> list[dict[str, Any]]:
-        return list(self.flwr("supernode", "ls", CONNECTION).get("nodes", []))

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomli_w
 
 from agent.sensors import synthetic
 from agent.store import open_store
 from agent.store.options import StoreOptions
 from agent.types import Sample
-from coordinator.demo.fleet import to_toml
 from models.spec import InputSpec, ModelSpec, Task
 
 SPEC = ModelSpec(
@@ -39,7 +39,7 @@ def device_dir(tmp_path: Path) -> Path:
     """A device directory with a seeded store and an agent.toml (federation enabled)."""
     seed_store(tmp_path / "store.db")
     (tmp_path / "agent.toml").write_text(
-        to_toml(
+        tomli_w.dumps(
             {
                 "device_id": "t1",
                 "state_dir": str(tmp_path),
