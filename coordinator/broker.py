@@ -163,7 +163,14 @@ class EmbeddedBroker:
             try:
                 future.result(timeout=timeout)
             except Exception as exc:
-                logger.warning("embedded MQTT broker shutdown: %s", exc)
+                logger.warning("embedded MQTT broker shutdown: %r", exc)
+                # amqtt's shutdown can fail half-way; never leave its listening socket open
+                # (a restart on the same port would then fail with "address already in use").
+                closing = asyncio.run_coroutine_threadsafe(_close_listeners(broker), loop)
+                try:
+                    closing.result(timeout=timeout)
+                except Exception as again:
+                    logger.warning("closing the embedded broker's listeners: %r", again)
         if loop.is_running():
             loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=timeout)
@@ -177,3 +184,9 @@ class EmbeddedBroker:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+async def _close_listeners(broker: Any) -> None:
+    """Close every listening socket of an amqtt broker (its ``Server.close_instance``)."""
+    for server in list(getattr(broker, "_servers", {}).values()):
+        await server.close_instance()

@@ -213,7 +213,8 @@ class HealthReporter:
             old, self._state, self._reasons = self._state, state, shown
         logger.info("health state %s -> %s %s", old, state, ",".join(shown))
         self._publish_status()
-        self.event("state_change", {"from": old, "to": state, "reasons": ",".join(shown)})
+        if old != state:  # new reasons within the same state only refresh the status
+            self.event("state_change", {"from": old, "to": state, "reasons": ",".join(shown)})
         self._force.set()
 
     def _status(self) -> Status:

@@ -179,9 +179,16 @@ def fake_pi(root: Path, *, temp_c: float = 48.0, throttled: int = 0) -> Path:
     return root
 
 
+def _replace(path: Path, text: str) -> None:
+    """Swap the whole file at once: a real sysfs read never sees half a value."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def set_temp(root: Path, temp_c: float) -> None:
-    (root / "sys/class/thermal/thermal_zone0/temp").write_text(f"{int(temp_c * 1000)}\n")
+    _replace(root / "sys/class/thermal/thermal_zone0/temp", f"{int(temp_c * 1000)}\n")
 
 
 def set_throttled(root: Path, bits: int) -> None:
-    (root / "sys/devices/platform/soc/soc:firmware/get_throttled").write_text(f"{bits:x}\n")
+    _replace(root / "sys/devices/platform/soc/soc:firmware/get_throttled", f"{bits:x}\n")
