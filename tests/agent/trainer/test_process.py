@@ -47,7 +47,7 @@ def test_fit_then_evaluate_hands_a_model_to_the_agent(device_dir: Path) -> None:
         assert sorted(reply["metrics"]) == sorted(TRAIN_KEYS)
         assert [a.shape for a in out] == [w.shape for w in weights]
         assert reply["metrics"]["num-examples"] == 320
-        assert reply["metrics"]["val_metric"] > 0.6  # learnable: well above chance (1/3)
+        assert reply["metrics"]["val_metric"] > 0.6, reply  # balanced classes: chance is 1/3
         assert sup.starts == 1
 
         trained = out
@@ -70,7 +70,7 @@ def test_fit_then_evaluate_hands_a_model_to_the_agent(device_dir: Path) -> None:
         reply, _ = wire.call(str(device_dir / "t.sock"), header, mute, timeout=120)
         m = reply["metrics"]
         assert reply["ok"] and m["installed"] == 1.0
-        assert m["personalized"] == 1.0 and m["personal_metric"] > m["metric"]
+        assert m["personalized"] == 1.0 and m["personal_metric"] > m["metric"], m
         assert (device_dir / "models" / "inbox" / "t-r1.2+personal-int8").is_dir()
         # A trained global model: served as is unless the local head beats it.
         header = {**header, "round": 3}
