@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -32,13 +33,16 @@ class Composer:
         *,
         snapshot: Snapshot,
         birth: Snapshot,
-        started_at: float,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.facts = facts
         self.system = system
         self._snapshot = snapshot
         self._birth = birth
-        self.started_at = started_at
+        # Uptime is elapsed time, so it is measured on the monotonic clock: a wall-clock step
+        # (NTP's first sync on a board without an RTC) must not make it jump or freeze.
+        self._monotonic = monotonic
+        self._started_mono = monotonic()
         self._static: dict[str, object] | None = None
         self._warned: set[str] = set()
 
@@ -48,7 +52,7 @@ class Composer:
             **self.system.sample(),
             "seq": seq,
             "ts": now,
-            "uptime_s": round(max(0.0, now - self.started_at), 3),
+            "uptime_s": round(max(0.0, self._monotonic() - self._started_mono), 3),
             "cpu_temp_c": self.facts.cpu_temp_c(),
             "throttling": None if throttling is None else dataclasses.asdict(throttling),
             "outbox": dataclasses.asdict(outbox),

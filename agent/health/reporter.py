@@ -76,9 +76,7 @@ class HealthReporter:
             reconnect_max_s=s.reconnect_max_s,
         )
         self.facts = facts or BoardFacts(s.facts_root)
-        self._composer = Composer(
-            self.facts, SystemSampler(), snapshot=snapshot, birth=birth, started_at=clock()
-        )
+        self._composer = Composer(self.facts, SystemSampler(), snapshot=snapshot, birth=birth)
         self._buckets = Buckets.from_settings(s)
         self._lock = threading.RLock()
         self._requested = "init"
@@ -164,10 +162,8 @@ class HealthReporter:
             forced = self._force.is_set()
             self._force.clear()
             sig = signature(health, self._buckets)
-            due = self._last_sent is None or now - self._last_sent >= self.interval_s
-            gap_ok = self._last_change is None or (
-                now - self._last_change >= self.settings.min_change_gap_s
-            )
+            due = _elapsed(now, self._last_sent, self.interval_s)
+            gap_ok = _elapsed(now, self._last_change, self.settings.min_change_gap_s)
             changed = sig != self._last_sig and gap_ok
             if not (due or changed or forced):
                 return
@@ -263,6 +259,17 @@ class HealthReporter:
         if self.settings.ha_discovery and topic == ha_status and payload == BIRTH_PAYLOAD.encode():
             logger.info("Home Assistant is online; republishing discovery")
             self._publish_discovery()
+
+
+def _elapsed(now: float, since: float | None, period: float) -> bool:
+    """Whether ``period`` has passed since ``since`` on the wall clock.
+
+    A clock that stepped back (``now < since``) counts as passed: else health would pause for
+    the length of the step.
+    """
+    if since is None:
+        return True
+    return not 0 <= now - since < period
 
 
 class _Hooks:

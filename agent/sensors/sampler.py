@@ -10,6 +10,13 @@ Per driver the sampler tracks ``ok -> failing -> disabled``: any error makes it 
 ``max_consecutive_errors`` in a row disable it, and a disabled driver is probed again every
 ``retry_disabled_s`` (a success re-enables it). :meth:`Sampler.status` snapshots the counters
 for ``/metrics`` and health.
+
+Whatever a driver does stays with its sensor: an exception of any kind (``SystemExit`` too) or
+a result that is not a list of readings counts as that sensor's error, never the tick's. The
+schedule follows the injected wall clock but survives its steps: after a step back a sensor is
+due at once rather than after the length of the step, and after a step forward it is read once,
+not once per missed interval. A sink that fails (a full disk under the store) is counted in
+``sink_errors`` and logged once per outage, not once per sample.
 """
 
 from __future__ import annotations
@@ -17,12 +24,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from types import TracebackType
 
-from agent.errors import SensorError
+from agent.errors import AgentError, SensorError
 from agent.sensors.config import ConfiguredSensor
 from agent.sensors.status import SensorState, SensorStatus, SlotState
 from agent.sensors.validate import ReadingValidator
@@ -91,6 +98,9 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self.samples_emitted = 0
         self.sink_errors = 0
+        self.last_sink_error: str | None = None
+        self._sink_streak = 0
+        self._warned_rejected: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -161,6 +171,7 @@ class Sampler:
         futures: dict[_Slot, Future[list[Reading]]] = {}
         with self._lock:
             for slot in self._slots:
+                _rebase(slot, now)
                 wake = self._wake_time(slot)
                 if wake is None or now < wake:
                     continue
@@ -180,8 +191,8 @@ class Sampler:
                         self._error(slot, now, f"read took longer than {slot.config.timeout_s} s")
                     continue
                 try:
-                    readings = future.result()
-                except Exception as exc:
+                    readings = _readings(future.result())
+                except BaseException as exc:  # the driver's thread's, not ours: its error
                     self._error(slot, now, _describe(slot, exc))
                     continue
                 self._ok(slot)
@@ -218,10 +229,21 @@ class Sampler:
     def _emit(self, sample: Sample) -> None:
         try:
             self._sink(sample)
-            self.samples_emitted += 1
-        except Exception:
+        except Exception as exc:
             self.sink_errors += 1
-            logger.exception("sample sink failed; sample at %s dropped", sample.ts)
+            self.last_sink_error = str(exc)
+            self._sink_streak += 1
+            if self._sink_streak > 1:
+                return  # said once per outage; a full disk must not fill the journal too
+            if isinstance(exc, AgentError):
+                logger.error("sample sink failed; dropping samples until it recovers: %s", exc)
+            else:
+                logger.exception("sample sink failed; dropping samples until it recovers")
+            return
+        self.samples_emitted += 1
+        if self._sink_streak:
+            logger.warning("sample sink recovered; %d sample(s) dropped", self._sink_streak)
+            self._sink_streak = 0
 
     # -- state (called with _lock held) --------------------------------------------------
 
@@ -271,15 +293,41 @@ class Sampler:
                 slot.driver.name: slot.state.snapshot(
                     slot.config,
                     slot.validator,
-                    slot.driver.rejected(),
+                    self._driver_rejected(slot),
                     now,
                     self._config.rate_window_s,
                 )
                 for slot in self._slots
             }
 
+    def _driver_rejected(self, slot: _Slot) -> Mapping[str, int]:
+        """The driver's own counts; a driver that fails here costs its counts, not the status."""
+        try:
+            return dict(slot.driver.rejected())
+        except Exception as exc:
+            if slot.driver.name not in self._warned_rejected:
+                self._warned_rejected.add(slot.driver.name)
+                logger.warning("sensor %s: rejected() failed: %r", slot.driver.name, exc)
+            return {}
 
-def _describe(slot: _Slot, exc: Exception) -> str:
+
+def _rebase(slot: _Slot, now: float) -> None:
+    """After the clock stepped back, what was due "later" is due now, not after the step."""
+    if slot.next_due > now + slot.config.interval_s:
+        slot.next_due = now
+    if slot.state.state is SensorState.DISABLED and slot.state.disabled_at > now:
+        slot.state.disabled_at = now
+
+
+def _readings(result: object) -> list[Reading]:
+    if not isinstance(result, list) or not all(isinstance(r, Reading) for r in result):
+        raise SensorError(
+            f"expected read() to return a list of Reading. Received: {type(result).__name__}"
+        )
+    return result
+
+
+def _describe(slot: _Slot, exc: BaseException) -> str:
     if isinstance(exc, SensorError):
         return str(exc)
     logger.error("sensor %s: driver raised %r", slot.driver.name, exc, exc_info=exc)

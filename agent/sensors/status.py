@@ -67,6 +67,9 @@ class SlotState:
         return self.state
 
     def count_accepted(self, now: float, n: int, window_s: float) -> None:
+        if self._accepted_at and self._accepted_at[-1][0] > now:  # the clock stepped back
+            self._accepted_at.clear()
+            self._first_seen = now
         if self._first_seen is None:
             self._first_seen = now
         if n:

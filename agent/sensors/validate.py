@@ -81,6 +81,8 @@ class ReadingValidator:
             return {str(reason): n for reason, n in self._rejected.items()}
 
     def _reason(self, reading: Reading) -> Reject | None:
+        if self._last_ts is not None and self._last_ts > self._clock() + 2.0:
+            self._last_ts = None  # the clock stepped back: the previous reading is "in the future"
         if not reading.values:
             return Reject.EMPTY
         for name, value in reading.values.items():

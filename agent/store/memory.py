@@ -19,6 +19,7 @@ import numpy as np
 
 from agent.errors import StoreError
 from agent.store.base import Dataset, FloatArray, Store, StoreStats
+from agent.store.clocksteps import StepLog, elapsed_clock
 from agent.store.codec import EncodedRow, encode_batch
 from agent.store.frames import (
     build_dataset,
@@ -39,13 +40,22 @@ def _cost(row: EncodedRow) -> int:
 
 
 class MemoryStore(Store):
-    """:class:`Store` in a deque; ``options.path`` is ignored, ``clock`` drives age retention."""
+    """:class:`Store` in a deque; ``options.path`` is ignored, ``clock`` drives age retention.
+
+    ``monotonic`` tells clock steps from time passing, as in :class:`SqliteStore`.
+    """
 
     def __init__(
-        self, options: StoreOptions | None = None, *, clock: Callable[[], float] = time.time
+        self,
+        options: StoreOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self._options = options or StoreOptions(path=Path(":memory:"))
         self._clock = clock
+        self._steps = StepLog(clock, elapsed_clock(clock, monotonic))
+        self._first_id = 1  # id of rows[0]; ids count appends, as SQLite's rowids do
         self._lock = threading.Lock()
         self._rows: deque[EncodedRow] = deque()
         self._bytes = 0
@@ -61,28 +71,45 @@ class MemoryStore(Store):
         encoded = encode_batch(list(samples))
         with self._lock:
             self._check_open()
+            self._notice_step()  # before the insert: these rows are on the new line
             for row in encoded:
                 self._layouts.setdefault(row.layout, len(self._layouts) + 1)
                 self._rows.append(row)
                 self._bytes += _cost(row)
             now = self._clock()
-            if now - self._last_check >= self._options.retention_interval_s:
-                self._enforce_locked(now)
+            if not 0 <= now - self._last_check < self._options.retention_interval_s:
+                self._enforce_locked(now)  # (a clock that stepped back counts as due)
         return len(encoded)
 
     def _enforce_locked(self, now: float) -> int:
         opts, rows, before = self._options, self._rows, len(self._rows)
+        self._notice_step()
         if opts.max_age_s is not None:
-            while rows and rows[0].ts < now - opts.max_age_s:
-                self._bytes -= _cost(rows.popleft())
+            runs = self._steps.cutoffs(now, opts.max_age_s, self._first_id if rows else None)
+            for last_id, cutoff in runs:
+                while rows and (last_id is None or self._first_id <= last_id):
+                    if rows[0].ts >= cutoff:
+                        break
+                    self._pop()
+                if rows and (last_id is None or self._first_id <= last_id):
+                    break  # a young row: the prefix ends here
         if opts.max_rows is not None:
             while len(rows) > opts.max_rows:
-                self._bytes -= _cost(rows.popleft())
+                self._pop()
         if opts.max_bytes is not None:
             while rows and self._bytes > opts.max_bytes:
-                self._bytes -= _cost(rows.popleft())
+                self._pop()
         self._last_check = now
         return before - len(rows)
+
+    def _notice_step(self) -> None:
+        step = self._steps.check()
+        if step is not None:
+            self._steps.record(step, self._first_id + len(self._rows) - 1 if self._rows else None)
+
+    def _pop(self) -> None:
+        self._bytes -= _cost(self._rows.popleft())
+        self._first_id += 1
 
     def enforce_retention(self) -> int:
         with self._lock:

@@ -3,7 +3,8 @@
 Every check is O(log n) (rowid and page-count lookups); deleting costs what it deletes, in
 chunks of :data:`CHUNK` rows per transaction so the sampler is never blocked for long. Rows go
 in insertion order (a prefix of ids), which keeps ids contiguous (see :mod:`.schema`); by age,
-the prefix whose ``ts`` is older than ``now - max_age_s`` goes.
+the prefix whose ``ts`` is older than ``now - max_age_s`` goes (rows written before a step of
+the wall clock are judged on their own time line, see :mod:`.clocksteps`).
 
 Bytes are the database file (``page_count * page_size``) plus the WAL file. Deleted pages stay
 in the freelist for new rows to reuse (no write amplification in the steady state); only when
@@ -17,9 +18,11 @@ import logging
 import math
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.store.clocksteps import StepLog
 from agent.store.schema import PAGE_SIZE
 
 logger = logging.getLogger(__name__)
@@ -97,18 +100,34 @@ def by_rows(conn: sqlite3.Connection, max_rows: int) -> int:
     return delete_before(conn, span[1] - max_rows + 1)
 
 
-def by_age(conn: sqlite3.Connection, cutoff: float) -> int:
-    oldest = conn.execute("SELECT ts FROM samples ORDER BY id LIMIT 1").fetchone()
-    if oldest is None or oldest[0] >= cutoff:
-        return 0
-    # Walk ids from the oldest (NOT INDEXED: rowid order, cost ~ the expired prefix).
-    row = conn.execute(
-        "SELECT id FROM samples NOT INDEXED WHERE ts >= ? ORDER BY id LIMIT 1", (cutoff,)
-    ).fetchone()
-    if row is None:
-        span = id_span(conn)
-        return 0 if span is None else delete_before(conn, span[1] + 1)
-    return delete_before(conn, int(row[0]))
+def by_age(conn: sqlite3.Connection, runs: Sequence[tuple[int | None, float]]) -> int:
+    """Delete the expired prefix of ids. ``runs`` are ``(last id or None, cutoff)`` in id order.
+
+    Each run of ids has its own cutoff (rows written before a clock step sit on the old time
+    line, see :mod:`.clocksteps`); deletion stops at the first row younger than its cutoff.
+    """
+    deleted = 0
+    for last_id, cutoff in runs:
+        first = conn.execute("SELECT id, ts FROM samples ORDER BY id LIMIT 1").fetchone()
+        if first is None:
+            return deleted
+        if last_id is not None and first[0] > last_id:
+            continue  # this run is gone already
+        if first[1] >= cutoff:
+            return deleted
+        # Walk ids from the oldest (NOT INDEXED: rowid order, cost ~ the expired prefix).
+        sql = "SELECT id FROM samples NOT INDEXED WHERE ts >= ?"
+        args: tuple[float, ...] = (cutoff,)
+        if last_id is not None:
+            sql, args = sql + " AND id <= ?", (cutoff, last_id)
+        row = conn.execute(sql + " ORDER BY id LIMIT 1", args).fetchone()
+        if row is not None:
+            return deleted + delete_before(conn, int(row[0]))
+        if last_id is None:
+            span = id_span(conn)
+            return deleted + (0 if span is None else delete_before(conn, span[1] + 1))
+        deleted += delete_before(conn, last_id + 1)
+    return deleted
 
 
 def by_bytes(conn: sqlite3.Connection, path: Path, limits: Limits) -> int:
@@ -137,11 +156,21 @@ def by_bytes(conn: sqlite3.Connection, path: Path, limits: Limits) -> int:
     return deleted
 
 
-def enforce(conn: sqlite3.Connection, path: Path, limits: Limits, now: float) -> int:
-    """Apply every configured bound; return rows deleted. Runs on the writer connection."""
+def enforce(
+    conn: sqlite3.Connection, path: Path, limits: Limits, now: float, steps: StepLog | None = None
+) -> int:
+    """Apply every configured bound; return rows deleted. Runs on the writer connection.
+
+    ``steps`` (the clock steps seen while writing) gives rows written before a step their own
+    age cutoff; without it every row is judged against ``now``.
+    """
     deleted = 0
     if limits.max_age_s is not None:
-        deleted += by_age(conn, now - limits.max_age_s)
+        runs: list[tuple[int | None, float]] = [(None, now - limits.max_age_s)]
+        if steps is not None:
+            span = id_span(conn)
+            runs = steps.cutoffs(now, limits.max_age_s, None if span is None else span[0])
+        deleted += by_age(conn, runs)
     if limits.max_rows is not None:
         deleted += by_rows(conn, limits.max_rows)
     if limits.max_bytes is not None:

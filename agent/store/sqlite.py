@@ -35,6 +35,7 @@ from pathlib import Path
 from agent.errors import StoreError
 from agent.store import queries, retention
 from agent.store.base import Dataset, FloatArray, Store, StoreStats
+from agent.store.clocksteps import StepLog, elapsed_clock
 from agent.store.codec import encode_batch
 from agent.store.frames import build_dataset, check_count, check_dataset_args, check_features
 from agent.store.layouts import LayoutCache, define
@@ -53,8 +54,10 @@ LAYOUT_REFRESH_S = 1.0
 class SqliteStore(Store):
     """:class:`Store` on one SQLite file. ``clock`` (Unix seconds) drives age retention.
 
-    ``on_connect`` is called with every new connection; tests use it to cap
-    ``PRAGMA max_page_count`` and so emulate a full disk.
+    ``monotonic`` tells steps of ``clock`` from time passing (see :mod:`.clocksteps`); it
+    defaults to ``time.monotonic`` with the real clock, and to ``clock`` itself (no step
+    detection) with an injected one. ``on_connect`` is called with every new connection; tests
+    use it to cap ``PRAGMA max_page_count`` and so emulate a full disk.
     """
 
     def __init__(
@@ -62,11 +65,13 @@ class SqliteStore(Store):
         options: StoreOptions,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
         on_connect: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self._options = options
         self._path: Path = options.path
         self._clock = clock
+        self._steps = StepLog(clock, elapsed_clock(clock, monotonic))
         self._on_connect = on_connect
         wal_bytes = WAL_BYTES
         if options.max_bytes is not None:
@@ -159,6 +164,7 @@ class SqliteStore(Store):
             with translated(self._path, f"append of {len(batch)} samples"):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    self._notice_step(conn)  # before the insert: these rows are on the new line
                     ids: dict[tuple[str, ...], int] = {}
                     for names in {row.layout for row in encoded}:
                         known = self._layouts.id_of(names)
@@ -178,6 +184,18 @@ class SqliteStore(Store):
             self._maybe_enforce()
         return len(batch)
 
+    def _notice_step(self, conn: sqlite3.Connection) -> None:
+        step = self._steps.check()
+        if step is None:
+            return
+        span = retention.id_span(conn)
+        self._steps.record(step, None if span is None else span[1])
+        logger.warning(
+            "store: the wall clock stepped %+.1f s; rows written before are aged on their own "
+            "time line",
+            step,
+        )
+
     def _maybe_enforce(self) -> None:
         """Run retention if the interval has passed; never fail an append that committed."""
         now = self._clock()
@@ -190,7 +208,10 @@ class SqliteStore(Store):
 
     def _enforce_locked(self, now: float) -> int:
         with translated(self._path, "retention"):
-            deleted = retention.enforce(self._writer, self._path, self._limits, now)
+            self._notice_step(self._writer)
+            deleted = retention.enforce(self._writer, self._path, self._limits, now, self._steps)
+            if deleted and retention.id_span(self._writer) is None:
+                self._steps.forget()  # new rows will reuse ids from 1
         self._last_check = now
         return deleted
 
