@@ -107,6 +107,7 @@ class AgentRunner:
                 "tensorflow_loaded": "tensorflow" in sys.modules,
                 "federation": supernode.info() if supernode else {"supernode": "disabled"},
                 "trainer": trainer.state() if trainer else None,
+                "mqtt": self._mqtt_state(),
             },
         )  # fmt: skip
         server = HttpServer(app, cfg.http)
@@ -151,6 +152,18 @@ class AgentRunner:
             node_config={"device-id": cfg.device_id, "agent-config": str(config_path)},
         )  # fmt: skip
         return trainer, supernode
+
+    def _mqtt_state(self) -> dict[str, object]:
+        """The health link for ``/healthz``: connected, protocol, and why it last failed."""
+        if self.reporter is None:
+            return {"enabled": False}
+        transport = self.reporter.transport
+        return {
+            "enabled": True,
+            "connected": transport.connected,
+            "protocol": transport.protocol,
+            "last_error": transport.last_error,
+        }
 
     @staticmethod
     def _sensor_states(sampler: Sampler) -> dict[str, str]:

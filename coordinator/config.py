@@ -72,7 +72,7 @@ class CoordinatorConfig:
 
 
 def _superlink(table: Mapping[str, Any], state_dir: Path, errors: list[str]) -> SuperLinkSettings:
-    known = {"host", "port", "tls_ca", "tls_cert", "tls_key", "supernode_auth"}
+    known = {"host", "port", "tls_ca", "tls_cert", "tls_key", "supernode_auth", "supernode_keys"}
     for key in table:
         if key not in known:
             errors.append(
@@ -112,10 +112,18 @@ def _superlink(table: Mapping[str, Any], state_dir: Path, errors: list[str]) -> 
     if not isinstance(auth, bool):
         errors.append(str(ConfigError("superlink.supernode_auth", auth, "true or false")))
         auth = False
+    keys = table.get("supernode_keys")
+    keys_dir = None
+    if keys is not None:
+        if not isinstance(keys, str) or not Path(keys).expanduser().is_dir():
+            expected = "a directory of SuperNode public keys (*.pub), e.g. the CA's supernodes/"
+            errors.append(str(ConfigError("superlink.supernode_keys", keys, expected)))
+        else:
+            keys_dir = Path(keys).expanduser()
     return SuperLinkSettings(
         host=host, port=port, workdir=state_dir / "superlink",
         certificates=certificates,  # type: ignore[arg-type]
-        supernode_auth_keys=state_dir / "superlink" / "supernodes.csv" if auth else None,
+        supernode_auth=auth, supernode_keys=keys_dir,
     )  # fmt: skip
 
 

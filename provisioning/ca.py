@@ -11,6 +11,9 @@ Layout of the CA directory (private parts 0600, directories 0700)::
                                    registered through the Control API, revoked with
                                    ``flwr supernode unregister <node-id>``)
     mosquitto/passwd               ``password_file`` for devices using MQTT username/password
+    server/<name>.pem|.key         TLS server certificates (SuperLink, Mosquitto listener)
+    clients/<name>.pem|.key        client certificates that are not devices (the coordinator's
+                                   own MQTT health ingest)
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from cryptography import x509
 
 from provisioning import keys
 from provisioning.errors import CaError, InvalidOption
@@ -232,6 +237,34 @@ class FleetCA:
         _write(key, leaf.private_pem, 0o600)
         _write(cert, leaf.public, 0o644)
         return cert, key
+
+    def client_cert(self, name: str) -> tuple[Path, Path]:
+        """A TLS client certificate that is not a device's: the coordinator's MQTT ingest.
+
+        Mosquitto with ``require_certificate true`` wants one from every client; with
+        ``use_identity_as_username true`` its common name ``name`` is the MQTT user name (for
+        an ACL such as ``user coordinator`` / ``topic read orchard/#``).
+        """
+        if not DEVICE_ID.match(name):
+            raise InvalidOption("name", name, "letters, digits, '.', '_' or '-'")
+        leaf, _ = keys.issue_cert(self._pair(), name, self._clock())
+        cert, key = self.dir / "clients" / f"{name}.pem", self.dir / "clients" / f"{name}.key"
+        _write(key, leaf.private_pem, 0o600)
+        _write(cert, leaf.public, 0o644)
+        logger.info("issued client certificate %s", cert)
+        return cert, key
+
+    def refresh_crl(self) -> dt.datetime:
+        """Re-sign the CRL (and the other derived lists); returns when the new CRL expires.
+
+        Mosquitto with ``crlfile`` refuses every client once the CRL is past its next update
+        (clients see "certificate expired"); any issue or revoke also re-signs it.
+        """
+        self._refresh_lists()
+        crl = x509.load_pem_x509_crl((self.dir / "crl.pem").read_bytes())
+        expires = crl.next_update_utc
+        assert expires is not None  # keys.crl always sets it
+        return expires
 
     def _refresh_lists(self) -> None:
         """Rewrite the derived files (CRL, SuperLink key list, Mosquitto passwd) from records."""

@@ -192,6 +192,33 @@ def ca_server_cert(
         typer.echo(f"certificate {cert}\nprivate key {key}\nCA {directory / 'ca.pem'}")
 
 
+@ca_app.command("client-cert")
+def ca_client_cert(
+    directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")],
+    name: Annotated[
+        str, typer.Option(help="Common name (= MQTT user name) and file name.")
+    ] = "coordinator",
+) -> None:
+    """Issue a client certificate that is not a device's (the coordinator's MQTT ingest)."""
+    from provisioning.ca import FleetCA
+
+    with _errors():
+        cert, key = FleetCA.open(directory).client_cert(name)
+        typer.echo(f"certificate {cert}\nprivate key {key}\nCA {directory / 'ca.pem'}")
+
+
+@ca_app.command("refresh-crl")
+def ca_refresh_crl(
+    directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")],
+) -> None:
+    """Re-sign crl.pem: Mosquitto refuses every board once it is past its next update."""
+    from provisioning.ca import FleetCA
+
+    with _errors():
+        expires = FleetCA.open(directory).refresh_crl()
+        typer.echo(f"{directory / 'crl.pem'} valid until {expires:%Y-%m-%d}; reload Mosquitto")
+
+
 @ca_app.command("list")
 def ca_list(directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")]) -> None:
     """The inventory: every issued device, its MQTT kind and SuperNode key fingerprint."""

@@ -3,8 +3,9 @@
 [federation]
 enabled = true
 superlink = "coordinator.local:9092"   # host:port of the coordinator's SuperLink
-insecure = false                       # true only on a trusted LAN / loopback
-root_certificates = "/etc/orchard/certs/ca.pem"
+root_certificates = "/etc/orchard/certs/ca.pem"  # the fleet CA: TLS to the SuperLink
+insecure = false                       # default: false with root_certificates, else true;
+                                       # true only on a trusted LAN / loopback
 auth_private_key = "/etc/orchard/keys/supernode"      # SuperNode authentication
 auth_public_key = "/etc/orchard/keys/supernode.pub"
 runtime_port = 9094                    # this node's local Flower Runtime API
@@ -56,7 +57,7 @@ class FederationSettings:
         settings = cls(
             enabled=o.get_bool("enabled", False),
             superlink=superlink,
-            insecure=o.get_bool("insecure", True),
+            insecure=o.get_bool("insecure", not table.get("root_certificates")),
             root_certificates=path("root_certificates"),
             auth_private_key=path("auth_private_key"),
             auth_public_key=path("auth_public_key"),
@@ -74,6 +75,13 @@ class FederationSettings:
                 "root_certificates",
                 None,
                 "a CA file when insecure = false (or insecure = true on a trusted network)",
+            )
+        if settings.insecure and settings.root_certificates is not None:
+            o.report(
+                "insecure",
+                True,
+                "false when root_certificates is set (TLS to the SuperLink), "
+                "or no root_certificates",
             )
         if (settings.auth_private_key is None) != (settings.auth_public_key is None):
             o.report(

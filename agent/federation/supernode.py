@@ -2,8 +2,15 @@
 
 It exits 0 when the SuperLink forgets it, and can hang alive after giving up reconnecting or
 when a Flower executable is missing from ``PATH``; those log lines trigger a restart too.
-Its state (``starting``, ``connected``, ``backoff``, ``stopped``) and node id feed ``/healthz``
-and the health messages; the node id is how the coordinator maps Flower nodes to devices.
+Its state (``starting``, ``connected``, ``backoff``, ``stopped``; ``backoff`` also while the
+node itself retries an unreachable SuperLink) and node id feed ``/healthz`` and the health
+messages; the node id is how the coordinator maps Flower nodes to devices.
+
+When the SuperLink refuses the node (its key is not registered, TLS does not verify), Flower
+prints the cause and exits; the supervisor logs it once in plain words, keeps it in
+``last_error`` (``/healthz``: ``"refused: not authorised (...)"``, ``"TLS: certificate verify
+failed: ..."``), reports the state ``failed`` and keeps retrying with backoff, so a key
+registered later is picked up without touching the board.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 from agent.federation.settings import FederationSettings
 
@@ -27,6 +34,30 @@ logger = logging.getLogger(__name__)
 
 _NODE_ID = re.compile(r"SuperNode ID: (\d+)")
 _RESTART_ON = ("Giving up reconnection", "FileNotFoundError")
+_NOT_REGISTERED = (
+    "refused: not authorised (the SuperLink does not know this SuperNode's key; register it "
+    "on the coordinator: flwr supernode register <its auth_public_key>)"
+)
+_NO_KEY = (
+    "refused: not authorised (the SuperLink requires SuperNode authentication; set "
+    "[federation] auth_private_key and auth_public_key)"
+)
+# What flower-supernode 1.41 prints when the SuperLink refuses it -> what the user reads.
+_REFUSALS: Final = (
+    (re.compile(r"\[code: 2004\]|Failed to activate SuperNode"), _NOT_REGISTERED),
+    (re.compile(r"\[code: 2001\]|All SuperNodes must be registered"), _NO_KEY),
+    (
+        re.compile(r"certificate verify failed: ([^(\n]+)"),
+        "TLS: certificate verify failed: {0} "
+        "(is [federation] root_certificates the CA that signed the SuperLink's certificate?)",
+    ),
+    (
+        re.compile(r"\[SSL: WRONG_VERSION_NUMBER\]"),
+        "TLS: wrong version number (the SuperLink does not speak TLS on that port: "
+        "is it running with --insecure?)",
+    ),
+    (re.compile(r"\[SSL: \w+\] ([^(\n]+)"), "TLS: {0}"),
+)
 STABLE_S = 60.0
 FLOWER_NICE = 10
 
@@ -58,6 +89,15 @@ def node_config_arg(values: Mapping[str, str | int | float | bool]) -> str:
     return " ".join(parts)
 
 
+def refusal_in(line: str) -> str | None:
+    """The plain-words cause if ``line`` is Flower saying the SuperLink refused the node."""
+    for pattern, message in _REFUSALS:
+        match = pattern.search(line)
+        if match:
+            return message.format(*(g.strip() for g in match.groups()))
+    return None
+
+
 class SupernodeSupervisor:
     def __init__(
         self,
@@ -77,6 +117,8 @@ class SupernodeSupervisor:
         self.node_id: int | None = None
         self.restarts = 0
         self.last_exit: int | None = None
+        self.last_error: str | None = None  # why the SuperLink refused it; None once connected
+        self._refused: str | None = None  # the refusal seen in the current run's output
         self._proc: subprocess.Popen[str] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -97,11 +139,8 @@ class SupernodeSupervisor:
             cmd.append("--insecure")
         elif s.root_certificates:
             cmd += ["--root-certificates", str(s.root_certificates)]
-        if s.auth_private_key and s.auth_public_key:
-            cmd += [
-                "--auth-supernode-private-key", str(s.auth_private_key),
-                "--auth-supernode-public-key", str(s.auth_public_key),
-            ]  # fmt: skip
+        if s.auth_private_key:  # flwr >= 1.41 derives the public half (the flag is deprecated)
+            cmd += ["--auth-supernode-private-key", str(s.auth_private_key)]
         cmd += ["--node-config", node_config_arg(self.node_config)]
         return cmd
 
@@ -123,6 +162,7 @@ class SupernodeSupervisor:
             "node_id": self.node_id,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
+            "last_error": self.last_error,
         }
 
     def _terminate(self, timeout: float) -> None:
@@ -145,9 +185,10 @@ class SupernodeSupervisor:
                 break
             if self.clock() - started >= STABLE_S:
                 delay = self.settings.restart_min_s
-            self.state = "backoff"
+            self.state = "failed" if self._refused else "backoff"
             self.restarts += 1
-            self.on_event("supernode_exit", {"rc": self.last_exit, "restart_in_s": delay})
+            self.on_event("supernode_exit", {"rc": self.last_exit, "restart_in_s": delay,
+                                             "reason": self._refused})  # fmt: skip
             logger.warning(
                 "flower-supernode exited (rc %s); restart in %.1f s", self.last_exit, delay
             )
@@ -156,7 +197,7 @@ class SupernodeSupervisor:
             delay = min(delay * 2, self.settings.restart_max_s)
 
     def _run_once(self) -> None:
-        self.state, self.node_id = "starting", None
+        self.state, self.node_id, self._refused = "starting", None, None
         log_path = self.home / "supernode.log"
         try:
             proc = subprocess.Popen(
@@ -202,10 +243,21 @@ class SupernodeSupervisor:
         match = _NODE_ID.search(line)
         if match:
             self.node_id = int(match.group(1))
-            self.state = "connected"
+            self.state, self.last_error = "connected", None
             self.on_event("supernode_connected", {"node_id": self.node_id})
         elif "Connection successful" in line:
-            self.state = "connected"
+            self.state, self.last_error = "connected", None
+        elif (refusal := refusal_in(line)) is not None:
+            self._refused = refusal
+            if refusal != self.last_error:
+                logger.warning("the SuperLink %s refused this SuperNode: %s",
+                               self.settings.superlink, refusal)  # fmt: skip
+            self.last_error = refusal
+        elif "Connection attempt failed" in line and not self._refused:
+            # Flower's own retry loop: the process lives on, but the SuperLink is unreachable
+            # until "Connection successful" (logged after any retried attempt). After a
+            # refusal these come from its SuperExec, which outlives it briefly: still failed.
+            self.state = "backoff"
         elif any(marker in line for marker in _RESTART_ON):
             logger.warning("flower-supernode is stuck (%s): restarting it", line.strip())
             threading.Thread(target=self._terminate, args=(10.0,), daemon=True).start()

@@ -3,13 +3,22 @@
 The SuperLink keeps its state in ``--database`` (boards survive a coordinator restart), never
 installs run dependencies (offline laptops; the FAB's code is the installed packages), and has
 telemetry and update checks off. One port serves SuperNodes, the CLI and the ServerApp.
+
+With ``supernode_auth`` only SuperNodes whose public key was registered may join. Flower 1.41
+has no key list file any more: keys are registered through the Control API (``flwr supernode
+register <key.pub>``, which returns the node id) and removed with ``flwr supernode unregister
+<node-id>``. ``sync_supernodes(dir)`` keeps the SuperLink in step with a directory of keys (the
+fleet CA's ``supernodes/``): new keys are registered, keys that left (revoked devices) are
+unregistered; ``registered.json`` in the work dir remembers which node id each key got.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -45,7 +54,8 @@ class SuperLinkSettings:
     port: int = 9092
     workdir: Path = Path("orchard-state/superlink")
     certificates: tuple[Path, Path, Path] | None = None  # CA, server cert, server key
-    supernode_auth_keys: Path | None = None  # CSV of authorised SuperNode public keys
+    supernode_auth: bool = False  # --enable-supernode-auth: only registered keys may join
+    supernode_keys: Path | None = None  # a directory of *.pub (the fleet CA's supernodes/)
 
     @property
     def address(self) -> str:
@@ -81,7 +91,7 @@ class SuperLink:
             ]
         else:
             cmd.append("--insecure")
-        if s.supernode_auth_keys:
+        if s.supernode_auth:
             cmd += ["--enable-supernode-auth"]
         return cmd
 
@@ -99,6 +109,12 @@ class SuperLink:
         url = (
             f"{'https' if self.settings.certificates else 'http'}://{self.settings.address}/health"
         )
+        # Its certificate is signed by the fleet CA, which the system store does not hold.
+        context = (
+            ssl.create_default_context(cafile=str(self.settings.certificates[0]))
+            if self.settings.certificates
+            else None
+        )
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SuperLinkError(
@@ -106,9 +122,11 @@ class SuperLink:
                     f"{self.workdir / 'superlink.log'}"
                 )
             try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
+                with urllib.request.urlopen(url, timeout=2, context=context) as resp:
                     if resp.status == 200:
                         logger.info("SuperLink up on %s", self.settings.address)
+                        if self.settings.supernode_keys is not None:
+                            self.sync_supernodes(self.settings.supernode_keys)
                         return
             except (urllib.error.URLError, OSError):
                 pass
@@ -177,3 +195,46 @@ class SuperLink:
             self.flwr("stop", run_id, CONNECTION)
         except SuperLinkError as exc:
             logger.warning("could not stop run %s: %s", run_id, exc)
+
+    # -- SuperNode authentication ------------------------------------------------------------
+    def register_supernode(self, public_key: Path) -> int | None:
+        """Authorise one SuperNode key; its node id, or None if the SuperLink already had it."""
+        try:
+            data = self.flwr("supernode", "register", str(public_key), CONNECTION)
+        except SuperLinkError as exc:
+            if "already in use" in str(exc):
+                return None
+            raise
+        node_id = int(data["node-id"])
+        logger.info("registered SuperNode key %s as node %d", public_key.name, node_id)
+        return node_id
+
+    def unregister_supernode(self, node_id: int) -> None:
+        self.flwr("supernode", "unregister", str(node_id), CONNECTION)
+        logger.info("unregistered SuperNode %d", node_id)
+
+    def sync_supernodes(self, directory: Path) -> dict[str, int]:
+        """Register every ``*.pub`` in ``directory``, unregister keys that left it."""
+        book = self.workdir / "registered.json"
+        try:
+            known: dict[str, int] = json.loads(book.read_text()) if book.is_file() else {}
+        except (OSError, ValueError) as exc:
+            raise SuperLinkError(f"{book} is unreadable ({exc}); delete it to re-sync") from exc
+        present = {
+            _key_id(path): path for path in sorted(Path(directory).glob("*.pub")) if path.is_file()
+        }
+        for key, path in present.items():
+            if key not in known:
+                node_id = self.register_supernode(path)
+                if node_id is not None:
+                    known[key] = node_id
+        for key in [k for k in known if k not in present]:
+            self.unregister_supernode(known.pop(key))
+        book.write_text(json.dumps(known, indent=2, sort_keys=True))
+        return known
+
+
+def _key_id(path: Path) -> str:
+    """SHA-256 of the key itself (type and base64, not the comment): a reissued key differs."""
+    key = " ".join(path.read_text(encoding="ascii", errors="replace").split()[:2])
+    return "SHA256:" + hashlib.sha256(key.encode()).hexdigest()

@@ -103,6 +103,7 @@ def test_agent_process_end_to_end(agent: dict[str, Any], exported: Path) -> None
     health = client.get("/healthz").json()
     assert health["model_loaded"] is False
     assert health["tensorflow_loaded"] is False
+    assert health["mqtt"] == {"enabled": False}  # no [mqtt] host: no health link
     assert (
         client.post("/api/predict", json={"features": [21, 45, 1013, 100, 450]}).status_code == 503
     )
