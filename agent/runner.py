@@ -27,12 +27,13 @@ from agent.federation.trainer_supervisor import TrainerSupervisor
 from agent.health.reporter import HealthReporter
 from agent.health_sections import birth_facts, health_sections
 from agent.metrics import AgentMetrics
-from agent.sensors import Sampler, build_sensors
+from agent.sensors import Sampler, SensorState, build_sensors
 from agent.serve import create_app
 from agent.serve.server import HttpServer
 from agent.slots import ModelSlots
 from agent.store import open_store
 from agent.systemd import Notifier
+from agent.types import Sample
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +89,23 @@ class AgentRunner:
             on_event=self._event,
         )
         slots.load()
+        metrics = AgentMetrics(store=store.stats)
+
+        def store_sample(sample: Sample) -> None:
+            try:
+                store.append(sample)
+            except Exception:  # the sampler logs it once per outage; /metrics counts each
+                metrics.record_error("store_write")
+                raise
+
         sampler = Sampler(
             build_sensors(cfg.sensor_tables, clock=self.clock),
-            store.append,
+            store_sample,
             clock=self.clock,
             config=cfg.sampling,
+            on_state_change=self._sensor_changed,
         )
-        metrics = AgentMetrics(sensors=sampler.status, store=store.stats)
+        metrics.bind(sensors=sampler.status)
         trainer, supernode = self._federation()
         self.reporter = self._reporter(
             lambda: health_sections(metrics, sampler, slots, trainer, supernode)
@@ -152,6 +163,11 @@ class AgentRunner:
             node_config={"device-id": cfg.device_id, "agent-config": str(config_path)},
         )  # fmt: skip
         return trainer, supernode
+
+    def _sensor_changed(self, name: str, state: SensorState, message: str | None) -> None:
+        """A sensor failed or came back: an ``event`` over MQTT and in ``/healthz``."""
+        kind = "sensor_recovered" if state == SensorState.OK else "sensor_failed"
+        self._event(kind, {"sensor": name, "state": str(state), "message": message or ""})
 
     def _mqtt_state(self) -> dict[str, object]:
         """The health link for ``/healthz``: connected, protocol, and why it last failed."""

@@ -251,6 +251,7 @@ EVENT_KINDS: Final = (
     "rollback",
     "budget_violation",
     "sensor_failed",
+    "sensor_recovered",
     "supernode",
     "training",
     "error",

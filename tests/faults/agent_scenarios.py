@@ -202,6 +202,8 @@ def run_sensor_faults(workdir: Path, seconds: float = 3.0) -> dict[str, Any]:
         assert agent.metric("orchard_sensor_up", sensor="stuck", state="disabled") == 0
         agent.out.wait_for("sensor stuck: disabled", 5)
         agent.out.wait_for("driver broken is broken", 5)
+        for name in ("stuck", "broken"):  # reported as events (MQTT health, when configured)
+            agent.out.wait_for(f"event sensor_failed {{'sensor': '{name}', 'state': 'disabled'", 5)
         assert trace.read_text().count("read") == 1, "a second read of a hung driver started"
         started = time.monotonic()
         code = stop_process(agent.proc)

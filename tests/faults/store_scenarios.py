@@ -321,12 +321,15 @@ def run_agent_disk_full(
         assert read_after - read_before >= 5 * seconds, (read_before, read_after)  # 20 Hz nominal
         logged = len(agent.out.matching("sample sink failed"))
         assert logged == 1, f"logged {logged} times:\n{agent.out.tail()}"
+        failed_writes = agent.metric("orchard_errors_total", kind="store_write")
+        assert failed_writes >= 5 * seconds, failed_writes  # each failed write is counted
         code = stop_process(agent.proc)
         assert code == 0, f"exit {code}:\n{agent.out.tail()}"
     integrity, seqs, _ids = read_seqs(db)
     assert integrity == "ok" and seqs, (integrity, len(seqs))
     return {"rows_kept": len(seqs), "readings_while_full": int(read_after - read_before),
-            "log_lines": logged, "message": line.split(": ", 1)[-1]}  # fmt: skip
+            "log_lines": logged, "failed_writes": int(failed_writes),
+            "message": line.split(": ", 1)[-1]}  # fmt: skip
 
 
 # -- children ----------------------------------------------------------------------------------
