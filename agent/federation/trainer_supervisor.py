@@ -11,6 +11,7 @@ status file, which the ClientApp reads to explain the failed round to the coordi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -187,20 +188,24 @@ class TrainerSupervisor:
 
     def _kill(self, pid: int, outcome: str, reason: str, peak: float) -> None:
         logger.warning("stopping the trainer (pid %d): %s", pid, reason)
+        # Freeze it, record why, then kill it: the caller's connection closes the moment the
+        # trainer dies and the caller reads the reason from the status file at once, so the
+        # reason must be there first, and a frozen trainer cannot overwrite it.
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGSTOP)
         except OSError:
             return
+        status.update(
+            self.status_path, state="stopped", pid=None, request_started=None,
+            last_outcome=outcome, last_reason=reason, peak_rss_mb=round(peak, 1),
+        )  # fmt: skip
+        with contextlib.suppress(ProcessLookupError):  # gone by itself meanwhile: same outcome
+            os.kill(pid, signal.SIGKILL)
         if self._child is not None:
             try:
                 self._child.wait(10)
             except subprocess.TimeoutExpired:
                 logger.error("trainer pid %d did not die after SIGKILL", pid)
-        # The status first: a caller whose connection closes next reads the reason from it.
-        status.update(
-            self.status_path, state="stopped", pid=None, request_started=None,
-            last_outcome=outcome, last_reason=reason, peak_rss_mb=round(peak, 1),
-        )  # fmt: skip
         self.kills += 1
         self._refuse_waiting()
         self.on_event(
