@@ -6,6 +6,14 @@ over its local socket, and replies with the trainer's arrays and declared metric
 (:mod:`agent.federation.messages`). Any failure becomes an error reply with a code the
 ServerApp counts as a failure; the round goes on without this device.
 
+Privacy options (run config, docs/privacy.md) are Flower mods on the train handler only:
+``secure-aggregation`` puts Flower's ``secaggplus_mod`` around it (the train phase then
+arrives in Flower's legacy FitIns/FitRes layout, and the device sends its masked *update*,
+trained minus global, so SecAgg+'s clipping range bounds the change, not the weights), and
+``local-dp`` puts ``LocalDpMod`` inside that (it must not see evaluate messages). In a private
+run the round config names ``frozen-arrays`` (the normalisation statistics the coordinator
+fixed); they go back exactly as received, so no statistic of local readings leaves.
+
 ``--node-config`` keys: ``device-id`` and ``agent-config`` (absolute path of agent.toml);
 optional ``sysfs-root`` (tests point it at a fake sysfs tree).
 """
@@ -19,7 +27,12 @@ from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
+from flwr.clientapp.mod import LocalDpMod
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+from flwr.compat.common import recorddict_compat as compat
 
 from agent import config as agent_config
 from agent.federation import gate, status, wire
@@ -44,8 +57,56 @@ class RoundFailed(Exception):
         self.outcome = outcome
 
 
-@app.train()
+class RoundRefusedError(Exception):
+    """The trainer refused a SecAgg+ train round (raised: ``secaggplus_mod`` has no error path)."""
+
+
+LEGACY_IN = "fitins.parameters"  # Flower's legacy layout, used by the SecAgg+ workflow
+LEGACY_OUT = "fitres.parameters"
+
+
+def _on(context: Context, key: str) -> bool:
+    return context.run_config.get(key) is True
+
+
+def secure_aggregation(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Flower's ``secaggplus_mod`` when the run asks for SecAgg+; else a pass-through."""
+    if not _on(context, "secure-aggregation"):
+        return call_next(msg, context)
+    return secaggplus_mod(msg, context, _as_update(call_next))
+
+
+def _as_update(call_next: ClientAppCallable) -> ClientAppCallable:
+    def send_update(msg: Message, context: Context) -> Message:
+        out = call_next(msg, context)
+        if out.has_error():  # secaggplus_mod has no error path: fail, the server drops us
+            raise RoundRefusedError(out.error.reason)
+        sent = msg.content.array_records[LEGACY_IN].to_numpy_ndarrays()
+        trained = out.content.array_records[LEGACY_OUT].to_numpy_ndarrays()
+        out.content[LEGACY_OUT] = ArrayRecord([t - g for t, g in zip(trained, sent, strict=True)])
+        return out
+
+    return send_update
+
+
+def local_dp(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Flower's ``LocalDpMod`` (clip the update, add Gaussian noise) when the run asks."""
+    if not _on(context, "local-dp"):
+        return call_next(msg, context)
+    run = context.run_config
+    mod = LocalDpMod(
+        clipping_norm=float(run["local-dp-clipping-norm"]),
+        sensitivity=float(run["local-dp-sensitivity"]),
+        epsilon=float(run["local-dp-epsilon"]),
+        delta=float(run["local-dp-delta"]),
+    )
+    return mod(msg, context, call_next)
+
+
+@app.train(mods=[secure_aggregation, local_dp])
 def train(msg: Message, context: Context) -> Message:
+    if LEGACY_IN in msg.content.array_records:
+        return _legacy_train(msg, context)
     return _handle("train", msg, context)
 
 
@@ -54,9 +115,27 @@ def evaluate(msg: Message, context: Context) -> Message:
     return _handle("evaluate", msg, context)
 
 
-def _handle(kind: str, msg: Message, context: Context) -> Message:
+def _legacy_train(msg: Message, context: Context) -> Message:
+    record = msg.content.array_records[LEGACY_IN]
+    round_cfg = msg.content.config_records.get("fitins.config") or ConfigRecord()
     try:
-        metrics, arrays = _round(kind, msg, context)
+        metrics, arrays = _round("train", record.to_numpy_ndarrays(), round_cfg, context)
+    except RoundFailed as exc:
+        logger.warning("train round refused: %s", exc)
+        return Message(Error(code=int(exc.code), reason=str(exc)), reply_to=msg)
+    fitres = FitRes(
+        Status(Code.OK, ""), ndarrays_to_parameters(arrays), int(metrics["num-examples"]),
+        dict(metrics),
+    )  # fmt: skip
+    return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+
+
+def _handle(kind: str, msg: Message, context: Context) -> Message:
+    record = msg.content.array_records.get("arrays")
+    arrays = record.to_numpy_ndarrays() if record is not None else []
+    round_cfg = msg.content.config_records.get("config") or ConfigRecord()
+    try:
+        metrics, arrays = _round(kind, arrays, round_cfg, context)
     except RoundFailed as exc:
         logger.warning("%s round refused: %s", kind, exc)
         return Message(Error(code=int(exc.code), reason=str(exc)), reply_to=msg)
@@ -67,7 +146,9 @@ def _handle(kind: str, msg: Message, context: Context) -> Message:
     return Message(content, reply_to=msg)
 
 
-def _round(kind: str, msg: Message, context: Context) -> tuple[dict[str, float], list[np.ndarray]]:
+def _round(
+    kind: str, arrays: list[np.ndarray], round_cfg: ConfigRecord, context: Context
+) -> tuple[dict[str, float], list[np.ndarray]]:
     node = context.node_config
     try:
         cfg = agent_config.load(Path(str(node["agent-config"])))
@@ -81,7 +162,6 @@ def _round(kind: str, msg: Message, context: Context) -> tuple[dict[str, float],
         raise RoundFailed(ErrorCode.GATE_CLOSED, f"training budget gate closed: {decision.reason}")
 
     run = context.run_config
-    round_cfg = msg.content.config_records.get("config") or ConfigRecord()
     rnd = int(_number(round_cfg.get("server-round", 0)))
     train = {local: run[key] for key, local in _TRAIN_KEYS.items() if key in run}
     train["mu"] = _number(round_cfg.get("proximal-mu", 0.0))
@@ -95,8 +175,7 @@ def _round(kind: str, msg: Message, context: Context) -> tuple[dict[str, float],
         "model_name": str(run.get("model-name", "")),
         "personalize": cfg.federation.personalize,
     }
-    record = msg.content.array_records.get("arrays")
-    arrays = record.to_numpy_ndarrays() if record is not None else []
+    frozen = _indices(round_cfg.get("frozen-arrays", ""), len(arrays))
     try:
         reply, out = wire.call(
             str(cfg.federation.trainer_socket),
@@ -125,7 +204,24 @@ def _round(kind: str, msg: Message, context: Context) -> tuple[dict[str, float],
         raise RoundFailed(ErrorCode.TRAINER_FAILED, str(exc)) from exc
     if kind == "train" and [a.shape for a in out] != [a.shape for a in arrays]:
         raise RoundFailed(ErrorCode.TRAINER_FAILED, "the trainer returned arrays of other shapes")
+    for i in frozen if kind == "train" else ():
+        out[i] = arrays[i]  # the coordinator's statistics, never ones of local readings
     return metrics, out
+
+
+def _indices(value: object, count: int) -> list[int]:
+    """``frozen-arrays``: comma-separated array indices, or a ``BAD_REQUEST``."""
+    text = str(value).strip()
+    try:
+        out = [int(part) for part in text.split(",")] if text else []
+    except ValueError:
+        out = [-1]
+    if any(not 0 <= i < count for i in out):
+        raise RoundFailed(
+            ErrorCode.BAD_REQUEST,
+            f"expected comma-separated indices below {count}. Received: frozen-arrays={value!r}",
+        )
+    return out
 
 
 def _number(value: object) -> float:

@@ -4,12 +4,17 @@ Public schema (the coordinator imports it). A reply carries exactly one ArrayRec
 arrays in ``model.get_weights()`` order, and one MetricRecord with exactly these keys; nothing
 else leaves the board. Every device of a run reports the same keys (Flower's aggregation needs
 that), so keys that do not apply are still present.
+
+With ``secure-aggregation`` the train reply takes Flower's legacy FitRes layout: the same keys
+as FitRes metrics, the example count, and instead of arrays the masked update SecAgg+ sends
+(docs/privacy.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import IntEnum
+from math import isfinite
 
 TRAIN_KEYS = (
     "num-examples",
@@ -58,7 +63,7 @@ def check_metrics(kind: str, metrics: Mapping[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     for key in keys:
         value = metrics[key]
-        if not isinstance(value, int | float) or value != value:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not isfinite(value):
             raise MessageSchemaError(f"expected a finite number. Received: {key}={value!r}")
         out[key] = float(value)
     return out

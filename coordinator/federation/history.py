@@ -8,7 +8,14 @@
                  "central": {"loss": ..., "metric": ...},          # coordinator's validation
                  "selected": [node ids], "skipped": {node id: reason},
                  "failures": 0, "bytes_sent": ..., "bytes_received": ...,
-                 "phases": {"train": {...}, "evaluate": {...}}}]}
+                 "phases": {"train": {...}, "evaluate": {...}},
+                 "update_norm": ...,                               # L2, trained arrays
+                 # privacy runs only (docs/privacy.md):
+                 "updates": {"received": [...], "clipped": [...], "frozen_max_change": 0.0},
+                 "privacy": {"central_dp": {"epsilon": ..., "delta": ..., ...},
+                             "local_dp": {"epsilon_round": ..., "epsilon": ..., ...}},
+                 "secure_aggregation": {"num_shares": ..., "stages": [...], ...}}],
+     "model": {"spec": {...}, "arrays": [[shape]...], "frozen_arrays": [indices]}, ...}
 
 The dashboard and ``orchard-coordinator runs`` read it; the demo's progress display polls it.
 """

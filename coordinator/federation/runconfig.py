@@ -56,6 +56,25 @@ class RunSettings:
     min_free_memory_mb: int = 0
     max_failures_in_row: int = 3
     seed: int = 0
+    # Privacy (docs/privacy.md). Central DP: Flower's server-side fixed clipping + Gaussian
+    # noise on the aggregate, cumulative (epsilon, delta) from Flower's RDP accountant.
+    central_dp: bool = False
+    central_dp_noise_multiplier: float = 1.0
+    central_dp_clipping_norm: float = 1.0
+    central_dp_delta: float = 1e-5
+    # Local DP: Flower's LocalDpMod on each device's train reply.
+    local_dp: bool = False
+    local_dp_clipping_norm: float = 1.0
+    local_dp_sensitivity: float = 1.0
+    local_dp_epsilon: float = 1.0
+    local_dp_delta: float = 1e-5
+    # SecAgg+ (Flower's SecAggPlusWorkflow + secaggplus_mod). Shares and threshold: a number
+    # in (0, 1] is a fraction (of the sampled devices, of the shares); above 1 a count.
+    secure_aggregation: bool = False
+    secagg_num_shares: float = 1.0
+    secagg_reconstruction_threshold: float = 0.67
+    secagg_clipping_range: float = 8.0
+    secagg_max_weight: float = 1000.0
 
     def __post_init__(self) -> None:
         errors: list[str] = []
@@ -130,6 +149,7 @@ class RunSettings:
             self.quantization,
             f"one of {', '.join(QUANTIZATIONS)}",
         )
+        bad += self._privacy_ranges()
         if self.model_spec:
             try:
                 json.loads(self.model_spec)
@@ -137,6 +157,68 @@ class RunSettings:
                 bad.append(
                     str(ConfigError("run.model-spec", self.model_spec[:40], "a JSON object"))
                 )
+        return bad
+
+    @property
+    def private(self) -> bool:
+        """True when any privacy option is on (statistics are then fixed by the coordinator)."""
+        return self.central_dp or self.local_dp or self.secure_aggregation
+
+    def _privacy_ranges(self) -> list[str]:
+        bad: list[str] = []
+
+        def need(ok: bool, key: str, expected: str) -> None:
+            if not ok:
+                value = getattr(self, key.replace("-", "_"))
+                bad.append(str(ConfigError(f"run.{key}", value, expected)))
+
+        need(self.central_dp_noise_multiplier > 0, "central-dp-noise-multiplier", "a number > 0")
+        for key in ("central-dp-clipping-norm", "local-dp-clipping-norm", "local-dp-epsilon"):
+            need(getattr(self, key.replace("-", "_")) > 0, key, "a number > 0")
+        need(self.local_dp_sensitivity >= 0, "local-dp-sensitivity", "a number >= 0")
+        for key in ("central-dp-delta", "local-dp-delta"):
+            need(0 < getattr(self, key.replace("-", "_")) < 1, key, "a number in (0, 1)")
+        for key in ("secagg-num-shares", "secagg-reconstruction-threshold"):
+            v = getattr(self, key.replace("-", "_"))
+            need(
+                0 < v <= 1 or (v > 1 and v == int(v)),
+                key,
+                "a fraction in (0, 1] or a whole count above 1",
+            )
+        need(
+            self.secagg_num_shares <= 1 or self.secagg_num_shares > 2,
+            "secagg-num-shares",
+            "a fraction in (0, 1] or a count of at least 3",
+        )
+        need(self.secagg_clipping_range > 0, "secagg-clipping-range", "a number > 0")
+        need(self.secagg_max_weight > 0, "secagg-max-weight", "a number > 0")
+        linear = ("fedavg", "fedprox")
+        if self.central_dp:
+            need(
+                self.strategy in linear,
+                "strategy",
+                "fedavg or fedprox with central-dp (Flower's accountant needs FedAvg's mean)",
+            )
+        if self.secure_aggregation:
+            need(
+                self.strategy in linear,
+                "strategy",
+                "fedavg or fedprox with secure-aggregation (SecAgg+ computes a weighted mean)",
+            )
+            need(
+                not self.central_dp,
+                "central-dp",
+                "false with secure-aggregation (server-side clipping needs each device's "
+                "update, which SecAgg+ hides; use local-dp)",
+            )
+        if self.private:
+            need(
+                bool(self.validation),
+                "validation",
+                "a CSV path when central-dp, local-dp or secure-aggregation is on (the "
+                "coordinator's own data fixes the normalisation statistics, so devices "
+                "never send statistics of theirs)",
+            )
         return bad
 
     @classmethod

@@ -19,6 +19,7 @@ from flwr.serverapp.strategy import (
     FedYogi,
 )
 
+from coordinator.federation import privacy
 from coordinator.federation.errors import InvalidRunConfig
 from coordinator.federation.runconfig import RunSettings
 
@@ -55,7 +56,11 @@ def get(name: str) -> Factory:
 
 
 def build(settings: RunSettings, min_nodes: int) -> Any:
-    """The strategy named in ``settings``, sampling from at least ``min_nodes`` nodes."""
+    """The strategy named in ``settings``, sampling from at least ``min_nodes`` nodes.
+
+    With ``central-dp`` it comes wrapped in Flower's server-side fixed-clipping DP strategy
+    (:func:`coordinator.federation.privacy.central_dp`).
+    """
     common = {
         "fraction_train": settings.fraction_train,
         "fraction_evaluate": settings.fraction_evaluate,
@@ -63,4 +68,5 @@ def build(settings: RunSettings, min_nodes: int) -> Any:
         "min_evaluate_nodes": min_nodes if settings.fraction_evaluate > 0 else 0,
         "min_available_nodes": min_nodes,
     }
-    return get(settings.strategy)(settings, common)
+    strategy = get(settings.strategy)(settings, common)
+    return privacy.central_dp(strategy, settings) if settings.central_dp else strategy
