@@ -3,7 +3,8 @@
 The payload types in :mod:`agent.health.schema` are declared once as dataclasses; this module
 walks their type hints so each field is checked the same way:
 
-    int / float / str / bool          exact JSON type (bool is not an int, NaN is refused)
+    int / float / str / bool          exact JSON type (bool is not an int, NaN is refused; an
+                                      int fits 64 bits signed or unsigned, a float a double)
     X | None                          null allowed
     Literal["a", "b"]                 one of the listed values
     tuple[T, ...], tuple[T1, T2]      a JSON list
@@ -32,6 +33,7 @@ T = TypeVar("T")
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_STR = 256
 MAX_ITEMS = 64
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # 64-bit, signed or not (Flower node ids are unsigned)
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -129,12 +131,13 @@ def _scalar(tp: Any, value: Any, path: str) -> Any:
             raise SchemaError(path, value, "true or false")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SchemaError(path, value, "an integer")
+        if isinstance(value, bool) or not isinstance(value, int) or not _fits(value):
+            raise SchemaError(path, value, "an integer of at most 64 bits")
         return value
     if tp is float:
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not math.isfinite(value):
+        # an int is checked for size first: math.isfinite(10**400) raises OverflowError
+        if not number or not (_fits(value) if isinstance(value, int) else math.isfinite(value)):
             raise SchemaError(path, value, "a finite number")
         return float(value)
     if tp is str:
@@ -142,6 +145,10 @@ def _scalar(tp: Any, value: Any, path: str) -> Any:
             raise SchemaError(path, value, f"a string of at most {MAX_STR} characters")
         return value
     raise TypeError(f"{path}: unsupported schema type {tp!r}")  # a bug in the schema itself
+
+
+def _fits(value: int) -> bool:
+    return INT_MIN <= value <= INT_MAX
 
 
 def _tuple(args: tuple[Any, ...], value: Any, path: str) -> tuple[Any, ...]:
@@ -201,12 +208,17 @@ def encode(obj: Any) -> str:
 
 
 def parse_json(data: str | bytes | bytearray, what: str) -> Any:
-    """Parse a payload's JSON, refusing oversized, non-UTF-8 or non-JSON bytes."""
+    """Parse a payload's JSON, refusing oversized, non-UTF-8 or non-JSON bytes.
+
+    Bytes are decoded as UTF-8 first: ``json.loads`` alone would also take UTF-16 and UTF-32,
+    which the contract (and the coordinator, which stores the raw text) does not.
+    """
     if len(data) > MAX_PAYLOAD_BYTES:
         raise SchemaError(what, f"<{len(data)} bytes>", f"at most {MAX_PAYLOAD_BYTES} bytes")
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSON, UTF-8 or nesting beyond the parser
         raise SchemaError(
             what,
             bytes(data[:60]) if not isinstance(data, str) else data[:60],

@@ -21,6 +21,7 @@ none of the fields, or hold a non-number are counted in ``rejected()`` and never
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -205,17 +206,17 @@ class MqttDriver(DriverBase):
     def _take_message(self, topic: str, body: bytes) -> None:
         try:
             document = payload.parse(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nested deeper than the parser
             logger.debug("sensor %s: payload on %s is not JSON", self.name, topic)
             self._reject("bad_json")
             return
         found: dict[str, float] = {}
         not_number = False
         for feature, path in self._fields.items():
-            value = payload.lookup(document, path)
+            value = _lookup(document, path)
             if value is payload.MISSING:
                 continue
-            number = payload.as_number(value)
+            number = _as_number(value)
             if number is None:
                 not_number = True
                 continue
@@ -225,10 +226,27 @@ class MqttDriver(DriverBase):
             return
         label = None
         if self._label_path is not None:
-            raw = payload.lookup(document, self._label_path)
+            raw = _lookup(document, self._label_path)
             label = None if raw is payload.MISSING or raw is None else str(raw)
         with self._lock:
             self._pending.update(found)
             self._pending_ts = self._clock()
             if label is not None:
                 self._pending_label = label
+
+
+def _lookup(document: Any, path: str) -> Any:
+    """``payload.lookup``, with a path part that only looks like an index (``"²"``) missing."""
+    try:
+        return payload.lookup(document, path)
+    except ValueError:  # str.isdigit() holds for "²", int() refuses it
+        return payload.MISSING
+
+
+def _as_number(value: Any) -> float | None:
+    """``payload.as_number``, with integers beyond float range as infinities (JSON allows any
+    number of digits); the validator then counts them as out of range."""
+    try:
+        return payload.as_number(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf

@@ -57,7 +57,8 @@ def create_app(
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    bearer = settings.token is not None
+    app.openapi = lambda: _openapi(app, bearer=bearer, slots=slots)  # type: ignore[method-assign]
 
     # Routes carry no response models: the handlers build their JSON by hand, and the models
     # that document them are attached on the first GET /openapi.json (docs.py).
@@ -150,10 +151,11 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     return error_response(422, f"{field}: {first.get('msg', 'invalid input')}", field)
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, *, bearer: bool, slots: ModelSlots) -> dict[str, Any]:
     from agent.serve import docs  # the pydantic models load on the first /openapi.json
 
-    return docs.openapi(app)
+    manifest = _manifest(slots)
+    return docs.openapi(app, bearer=bearer, spec=None if manifest is None else manifest.input)
 
 
 def _version() -> str:

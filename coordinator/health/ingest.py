@@ -249,20 +249,35 @@ class HealthIngest:
     def _store(self, batch: list[tuple[str, bytes, bool, float]]) -> None:
         messages: list[Message] = []
         for topic, data, retained, received in batch:
-            m = self._validate(topic, data, retained, received)
+            try:
+                m = self._validate(topic, data, retained, received)
+            except Exception as exc:  # a bug in validation costs this message, not the batch
+                self.metrics.invalid.labels("error").inc()
+                self._warn("unexpected error validating a message on %s: %r", topic, exc)
+                continue
             if m is not None:
                 messages.append(m)
         try:
             self.registry.record_many(messages)
-        except CoordinatorError as exc:
-            self.metrics.invalid.labels("store").inc(len(messages))
-            self._warn("could not store %d health messages: %s", len(messages), exc)
-            return
+            stored = messages
+        except (CoordinatorError, OverflowError):
+            # One bad message rolls back the whole transaction: store them one by one, so it
+            # costs only itself (OverflowError: sqlite3 on an integer beyond signed 64 bits).
+            stored = [m for m in messages if self._store_one(m)]
         now = self._clock()
-        for m in messages:
+        for m in stored:
             self.metrics.ingested.labels(type(m.payload).__name__.lower()).inc()
             if not m.retained:
                 self.metrics.latency.observe(max(0.0, now - m.payload.ts))
+
+    def _store_one(self, message: Message) -> bool:
+        try:
+            self.registry.record_many([message])
+        except (CoordinatorError, OverflowError) as exc:
+            self.metrics.invalid.labels("store").inc()
+            self._warn("could not store a health message from %s: %s", message.device_id, exc)
+            return False
+        return True
 
     def _validate(self, topic: str, data: bytes, retained: bool, received: float) -> Message | None:
         kind = "topic"

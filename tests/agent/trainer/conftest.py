@@ -29,8 +29,9 @@ def seed_store(path: Path, n: int = 400, device_index: int = 0) -> None:
     d = synthetic.generate(max(n * 8, 200), seed=3, device_index=device_index, step_s=300.0)
     rng = np.random.default_rng(3)
     per_class = -(-n // len(synthetic.LABELS))
+    classes = range(len(synthetic.LABELS))
     picked = np.concatenate(
-        [rng.permutation(np.flatnonzero(d.y == k))[:per_class] for k in range(len(synthetic.LABELS))]
+        [rng.permutation(np.flatnonzero(d.y == k))[:per_class] for k in classes]
     )
     picked = rng.permutation(picked)[:n]
     assert len(picked) == n, "the synthetic stream is too short for a balanced draw"
