@@ -82,14 +82,19 @@ class AgentRunner:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.inbox.mkdir(parents=True, exist_ok=True)
         store = open_store(cfg.store)
+        metrics = AgentMetrics(store=store.stats)
+
+        def model_event(kind: str, data: dict[str, Any]) -> None:
+            metrics.record_model_event(kind, data)  # orchard_model_events_total{event=...}
+            self._event(kind, data)
+
         slots = ModelSlots(
             cfg.models.dir,
             num_threads=cfg.models.num_threads,
             latency_bound_ms=cfg.models.latency_bound_ms,
-            on_event=self._event,
+            on_event=model_event,
         )
         slots.load()
-        metrics = AgentMetrics(store=store.stats)
 
         def store_sample(sample: Sample) -> None:
             try:

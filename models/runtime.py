@@ -94,9 +94,10 @@ class TFLiteModel:
         try:
             self._interp = self.backend.interpreter(model_content=content, num_threads=num_threads)
             self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            # Tensor names are decoded as UTF-8: a damaged name is a corrupt model, not a crash.
+            ins, outs = self._interp.get_input_details(), self._interp.get_output_details()
+        except (ValueError, RuntimeError, UnicodeDecodeError) as exc:
             raise ModelCorruptError(f"{source}: LiteRT could not load the model: {exc}") from exc
-        ins, outs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(ins) != 1 or len(outs) != 1:
             raise ModelMismatchError(
                 f"{source}: expected one input and one output tensor. "
@@ -261,7 +262,12 @@ class Predictor:
             raise ManifestError(
                 f"{self.path}: expected golden samples in the manifest. None found."
             )
-        got = self.model.predict(np.asarray(m.golden_inputs, np.float32))
+        try:
+            got = self.model.predict(np.asarray(m.golden_inputs, np.float32))
+        except (ValueError, RuntimeError) as exc:  # e.g. a tensor without data in the file
+            raise ModelCorruptError(
+                f"{self.path}: LiteRT could not run the golden samples: {exc}"
+            ) from exc
         want = np.asarray(m.golden_outputs, np.float32)
         if got.shape != want.shape:
             raise ModelMismatchError(

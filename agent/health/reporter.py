@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from agent.health.change import Buckets, degraded, signature
+from agent.health.codec import MAX_STR
 from agent.health.compose import Composer, Snapshot
 from agent.health.facts import BoardFacts, SystemSampler
 from agent.health.hass import BIRTH_PAYLOAD, discovery_configs
@@ -114,7 +115,8 @@ class HealthReporter:
     def event(self, kind: str, data: Mapping[str, Any] | None = None) -> bool:
         """Queue an ``event``; a bad one is logged and dropped (returns False), never raised."""
         try:
-            event = Event.validate({"kind": kind, "ts": self.clock(), "data": dict(data or {})})
+            short = {k: _shorten(v) for k, v in (data or {}).items()}
+            event = Event.validate({"kind": kind, "ts": self.clock(), "data": short})
         except SchemaError as exc:
             logger.warning("health event dropped: %s", exc)
             return False
@@ -289,3 +291,14 @@ class _Hooks:
 
     def message(self, topic: str, payload: bytes) -> None:
         self._r._message(topic, payload)
+
+
+def _shorten(value: Any) -> Any:
+    """A string the event schema can carry (``MAX_STR``): a path keeps its end (the file name),
+    other text its start and end, with "…" where it was cut. Anything else passes unchanged."""
+    if not isinstance(value, str) or len(value) <= MAX_STR:
+        return value
+    if "/" in value and " " not in value:
+        return "…" + value[-(MAX_STR - 1) :]
+    head = MAX_STR // 2
+    return value[:head] + "…" + value[-(MAX_STR - head - 1) :]

@@ -219,12 +219,6 @@ def test_synced_bit_flips_are_refused_or_serve_their_own_golden_samples(
 # -- defects in files this suite does not own (strict xfail: they pass once fixed) ------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/health/reporter.py drops an event whose data holds a string over 256 "
-    "characters (Event.validate refuses it) instead of shortening it; a rejection reason "
-    "quoting a long path or LiteRT's message is longer, and that rejection never reaches MQTT",
-)
 def test_every_rejection_reaches_mqtt_naming_why(
     served: tuple[AgentProcess, Events], sources: corpus.Sources, tmp_path: Path
 ) -> None:
@@ -243,11 +237,6 @@ def test_every_rejection_reaches_mqtt_naming_why(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/runner.py never calls AgentMetrics.record_model_event, so "
-    "orchard_model_events_total stays empty in a running agent",
-)
 def test_rejections_are_counted_in_metrics(
     served: tuple[AgentProcess, Events], sources: corpus.Sources, tmp_path: Path
 ) -> None:

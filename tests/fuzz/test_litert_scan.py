@@ -46,13 +46,6 @@ def test_litert_never_crashes_on_damaged_flatbuffers(bundles: Bundles, quantizat
     print(f"{quantization}: {outcomes}; untyped: {result['errors']}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="models/runtime.py lets LiteRT's UnicodeDecodeError (a tensor name that is not "
-    "UTF-8) and RuntimeError (invoke on a tensor without data, in verify_golden) escape "
-    "Predictor.load untranslated; ModelSlots catches them, but the contract is a ModelError",
-)
 @pytest.mark.parametrize("damage", [corpus.rename_input, corpus.drop_weights])
 def test_every_refusal_is_a_model_error(bundles: Bundles, tmp_path: Path, damage: object) -> None:
     bundle = tmp_path / "bundle"
