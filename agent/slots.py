@@ -5,28 +5,35 @@
       slot-a/     a complete bundle (model.tflite + manifest.json)
       slot-b/     the other one: the previous model, kept for rollback
       .incoming/  a candidate being copied and verified; removed by ``load()``
+      .verifying  which candidate (path, sha256) a verification is running for
 
-``install()`` copies a candidate into ``.incoming``, verifies it there (size, sha256, tensor
-shapes, golden samples, a latency bound), renames it over the inactive slot and only then
-rewrites ``ACTIVE``. A refused candidate never touches either slot, and a process killed at any
-step leaves ``ACTIVE`` naming a complete slot: the old model or the new one, never a part.
+``install()`` copies a candidate into ``.incoming``, verifies it there in a child process under a
+memory limit and a timeout (size, sha256, tensor shapes, golden samples, a latency bound; see
+:mod:`agent.verify_child`), loads it in this process only once the child says it is good, renames
+it over the inactive slot and only then rewrites ``ACTIVE``. A refused candidate never touches
+either slot, and a process killed at any step leaves ``ACTIVE`` naming a complete slot: the old
+model or the new one, never a part.
+
+A process killed while it verifies a candidate (the OOM killer, on a board) leaves ``.verifying``
+behind: the next ``install()`` of that same candidate refuses it instead of trying again, so the
+runner moves it to ``rejected/`` rather than crash-looping. ``load()`` forgets the marker when the
+candidate is gone.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
-import statistics
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from agent.errors import ModelSlotError
+from agent.errors import ConfigError, ModelSlotError
+from agent.verify_child import verify_in_child
 from models.errors import ModelError, ModelMissingError
 from models.manifest import MANIFEST_FILE, Manifest, write_atomic
 from models.runtime import Predictor
@@ -36,7 +43,9 @@ logger = logging.getLogger(__name__)
 SLOTS = ("slot-a", "slot-b")
 ACTIVE_FILE = "ACTIVE"
 INCOMING_DIR = ".incoming"
-LATENCY_SAMPLES = 20
+VERIFYING_FILE = ".verifying"
+VERIFY_MEMORY_MB = 128.0  # address space a candidate may add to the verifier's runtime
+VERIFY_TIMEOUT_S = 20.0  # under half of WatchdogSec=60s: the runner's loop waits on it
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -59,11 +68,21 @@ class ModelSlots:
         *,
         num_threads: int = 1,
         latency_bound_ms: float = 50.0,
+        verify_memory_mb: float = VERIFY_MEMORY_MB,
+        verify_timeout_s: float = VERIFY_TIMEOUT_S,
         on_event: EventSink | None = None,
     ) -> None:
+        for key, value in (
+            ("verify_memory_mb", verify_memory_mb),
+            ("verify_timeout_s", verify_timeout_s),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigError(key, value, "a positive number")
         self.root = Path(root)
         self.num_threads = num_threads
         self.latency_bound_ms = latency_bound_ms
+        self.verify_memory_mb = float(verify_memory_mb)
+        self.verify_timeout_s = float(verify_timeout_s)
         self._on_event = on_event
         self._lock = threading.Lock()  # one load/install at a time
         self._predictor: Predictor | None = None
@@ -97,6 +116,7 @@ class ModelSlots:
         """Serve the active slot, else the other one ("rollback"), else nothing. Never raises."""
         with self._lock:
             self._cleanup()
+            self._forget_verifying_if_gone()
             named = self._read_active()
             order = [named, _other(named)] if named else list(SLOTS)
             reasons: dict[str, str] = {}
@@ -139,6 +159,7 @@ class ModelSlots:
                 logger.warning("model candidate %s refused: %s", candidate, reason)
                 self._event("model_rejected", {"candidate": str(candidate), "reason": reason})
                 shutil.rmtree(self.root / INCOMING_DIR, ignore_errors=True)
+                (self.root / VERIFYING_FILE).unlink(missing_ok=True)
                 raise ModelSlotError(f"model candidate {candidate} refused: {reason}") from exc
             previous = self._predictor
             self._serve(predictor, target)
@@ -162,6 +183,7 @@ class ModelSlots:
                 f"{candidate / manifest.file}: expected the model file named in the manifest. "
                 "It does not exist."
             )
+        self._refuse_if_it_killed_us(candidate, manifest)
         staging = self.root / INCOMING_DIR
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -172,8 +194,17 @@ class ModelSlots:
         _fsync_dir(staging)
         self._step("staged")
 
-        predictor = Predictor.load(staging, num_threads=self.num_threads)
-        self._check_latency(predictor)
+        self._mark_verifying(candidate, manifest)
+        self._step("verifying")
+        verify_in_child(
+            staging,
+            num_threads=self.num_threads,
+            latency_bound_ms=self.latency_bound_ms,
+            memory_mb=self.verify_memory_mb,
+            timeout_s=self.verify_timeout_s,
+        )
+        predictor = Predictor.load(staging, num_threads=self.num_threads)  # as the child did
+        (self.root / VERIFYING_FILE).unlink(missing_ok=True)
         self._step("verified")
 
         target = _other(self._slot or self._read_active())  # slot-a when there is none
@@ -189,21 +220,49 @@ class ModelSlots:
         predictor.path = slot_dir
         return predictor, target
 
-    def _check_latency(self, predictor: Predictor) -> None:
-        golden = np.asarray(predictor.manifest.golden_inputs, np.float32)
-        samples = [golden[i % len(golden)][np.newaxis] for i in range(LATENCY_SAMPLES)]
-        predictor.model.predict(samples[0])  # warm up at batch size 1
-        times = []
-        for x in samples:
-            t0 = time.perf_counter()
-            predictor.model.predict(x)
-            times.append((time.perf_counter() - t0) * 1000.0)
-        median = statistics.median(times)
-        if not median < self.latency_bound_ms:
-            raise ModelSlotError(
-                f"expected a single-sample predict under {self.latency_bound_ms:g} ms "
-                f"(median of {LATENCY_SAMPLES}). Received: {median:.3f} ms"
+    # -- a verification the process did not survive ----------------------------------------------
+
+    def _mark_verifying(self, candidate: Path, manifest: Manifest) -> None:
+        record = {"candidate": str(candidate.absolute()), "sha256": manifest.sha256,
+                  "since": time.time()}  # fmt: skip
+        write_atomic(self.root / VERIFYING_FILE, json.dumps(record).encode())
+
+    def _read_verifying(self) -> dict[str, Any] | None:
+        try:
+            record = json.loads((self.root / VERIFYING_FILE).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            logger.warning("ignoring unreadable %s: %s", self.root / VERIFYING_FILE, exc)
+            return None
+        return record if isinstance(record, dict) else None
+
+    def _refuse_if_it_killed_us(self, candidate: Path, manifest: Manifest) -> None:
+        record = self._read_verifying()  # installs hold the lock: this is a dead process's
+        if record is None or record.get("candidate") != str(candidate.absolute()):
+            return
+        if record.get("sha256") != manifest.sha256:
+            return
+        since = record.get("since")
+        when = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+            if isinstance(since, float)
+            else "?"
+        )
+        raise ModelSlotError(
+            f"the agent stopped while verifying this candidate (since {when}), probably killed "
+            "out of memory; not trying it again"
+        )
+
+    def _forget_verifying_if_gone(self) -> None:
+        record = self._read_verifying()
+        candidate = Path(str(record.get("candidate") or "")) if record else None
+        if candidate is not None and candidate.is_absolute() and candidate.exists():
+            logger.warning(
+                "the agent stopped while verifying %s; it will be refused, not retried", candidate
             )
+            return
+        (self.root / VERIFYING_FILE).unlink(missing_ok=True)
 
     # -- internals -----------------------------------------------------------------------------
 
