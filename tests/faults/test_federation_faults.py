@@ -15,7 +15,7 @@ import pytest
 
 from tests.faults.net_scenarios import OVER_BUDGET, FedFleet, superlink_kills, trainer_hang
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fleet]
 
 
 @pytest.mark.timeout(600)

@@ -33,7 +33,7 @@ from tests.brokers import Broker
 from tests.netproxy import TcpProxy
 from tests.privacy import wire
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.fleet]
 
 # Per device: (pressure_hpa, light_lux, co2_ppm) written into every 8th row of its first half.
 SENTINELS = (

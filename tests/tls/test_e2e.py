@@ -33,7 +33,7 @@ from coordinator.health.service import HealthService
 from provisioning import keys
 from tests.tls.conftest import Pki, TlsMosquitto, coordinator_health
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.fleet]
 
 NOT_REGISTERED = "refused: not authorised (the SuperLink does not know this SuperNode's key"
 

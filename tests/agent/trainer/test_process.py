@@ -14,7 +14,7 @@ from agent.federation.messages import EVALUATE_KEYS, TRAIN_KEYS
 from agent.federation.trainer_supervisor import TrainerSupervisor
 from tests.agent.trainer.conftest import SPEC
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fleet]
 
 
 def _initial_weights() -> list[np.ndarray]:

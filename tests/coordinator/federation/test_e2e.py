@@ -27,7 +27,7 @@ from coordinator.federation.runconfig import RunSettings
 from coordinator.federation.submit import follow, submit
 from coordinator.federation.superlink import SuperLink, SuperLinkSettings
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.fleet]
 
 
 @dataclass
