@@ -22,10 +22,7 @@ Exit status 1 when a promise was broken.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.metadata
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,8 +39,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))  # tests/ holds the scenarios
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import psutil  # noqa: E402
 
+from benchmarks.machine import describe  # noqa: E402
 from tests.brokers import MOSQUITTO, MosquittoBroker  # noqa: E402
 from tests.faults import net_scenarios as net  # noqa: E402
 
@@ -59,33 +56,16 @@ class Row:
     figures: str = ""
 
 
-def _version(*names: str) -> str:
-    for name in names:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            return importlib.metadata.version(name)
-    return "absent"
-
-
 def machine() -> str:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = psutil.virtual_memory().total / 2**30
     try:
         out = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True, timeout=10)
         mosquitto = out.stdout.splitlines()[0].removeprefix("mosquitto version ")
     except (OSError, IndexError, subprocess.SubprocessError):
         mosquitto = "absent"
-    return (
-        f"machine: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.machine()}; python "
-        f"{platform.python_version()}, mosquitto {mosquitto}, paho-mqtt {_version('paho-mqtt')}, "
-        f"flwr {_version('flwr')}, tensorflow {_version('tensorflow', 'tensorflow-cpu')}, "
-        f"ai-edge-litert {_version('ai-edge-litert')}; load average {os.getloadavg()[0]:.1f} "
-        "at start"
-    )
+    return describe(
+        "paho-mqtt", "flwr", ("tensorflow", "tensorflow-cpu"), "ai-edge-litert",
+        extra=f"mosquitto {mosquitto}; load average {os.getloadavg()[0]:.1f} at start",
+    )  # fmt: skip
 
 
 def _verdict(row: Row, problems: list[str]) -> None:

@@ -31,11 +31,9 @@ import argparse
 import contextlib
 import functools
 import http.client
-import importlib.metadata
 import itertools
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -50,11 +48,13 @@ from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))  # benchmarks.machine
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
+from benchmarks.machine import describe, version  # noqa: E402
 from coordinator.data import Table, arrays_for  # noqa: E402
 from coordinator.demo import datasets  # noqa: E402
 from coordinator.demo.fleet import Device, free_port, wait_connected, wait_until  # noqa: E402
@@ -79,26 +79,9 @@ def say(text: str) -> None:
 
 
 # -- machine, tables ----------------------------------------------------------------------
-def _version(*names: str) -> str:
-    for name in names:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            return importlib.metadata.version(name)
-    return "absent"
-
-
 def machine() -> str:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = psutil.virtual_memory().total / 2**30
-    return (
-        f"machine: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.machine()}; python "
-        f"{platform.python_version()}, flwr {_version('flwr')}, ray {_version('ray')}, "
-        f"tensorflow {_version('tensorflow', 'tensorflow-cpu')}, keras {_version('keras')}, "
-        f"ai-edge-litert {_version('ai-edge-litert')}, numpy {_version('numpy')}"
+    return describe(
+        "flwr", "ray", ("tensorflow", "tensorflow-cpu"), "keras", "ai-edge-litert", "numpy"
     )
 
 
@@ -940,7 +923,7 @@ def part_simulation(args: argparse.Namespace, work: Path, results: dict[str, Any
         ["measure", "value"],
         rows,
         "`flower-superlink --simulation` + `flwr run benchmarks/flower_floor --federation-config "
-        f"'num-supernodes={n} client-resources-num-cpus=1'` (Ray {_version('ray')}).",
+        f"'num-supernodes={n} client-resources-num-cpus=1'` (Ray {version('ray')}).",
     )
 
 

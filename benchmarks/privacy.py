@@ -164,7 +164,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    print(fed.machine() + f", dp-accounting {fed._version('dp-accounting')}", flush=True)
+    print(fed.machine() + f", dp-accounting {fed.version('dp-accounting')}", flush=True)
     with fed.workdir(args.workdir, args.keep) as root:
         fed.say(f"work directory {root}")
         results = run_all(args, root)
