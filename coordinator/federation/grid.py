@@ -19,7 +19,13 @@ from flwr.serverapp import Grid
 def _bytes(msg: Message) -> int:
     if msg.has_error() or not msg.has_content():
         return 0
-    return sum(int(rec.count_bytes()) for rec in msg.content.values())
+    total = 0
+    for record in msg.content.values():
+        try:
+            total += int(record.count_bytes())
+        except (ValueError, IndexError):  # flwr 1.41 fails on empty strings/lists (SecAgg+)
+            total += len(record.deflate())
+    return total
 
 
 @dataclass

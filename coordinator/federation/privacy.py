@@ -41,6 +41,7 @@ from flwr.supercore.privacy_accounting import (
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from coordinator.federation.errors import RunFailed
+from coordinator.federation.grid import RoundGrid
 from coordinator.federation.runconfig import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -208,80 +209,6 @@ def _fraction_or_count(value: float) -> int | float:
     return value if value <= 1 else int(value)
 
 
-class StageRecorder(Grid):
-    """The grid SecAgg+ talks through: forwards to the round's grid, records each exchange.
-
-    ``RoundGrid`` counts bytes with Flower's ``count_bytes()``, which in flwr 1.41 raises on the
-    empty strings and lists SecAgg+ messages hold; here a record's serialised size stands in.
-    The devices are chosen before (``secure_train`` registers only the eligible ones).
-    """
-
-    def __init__(self, inner: Grid) -> None:
-        self.inner = inner
-        self.stages: list[dict[str, Any]] = []
-
-    def set_run(self, run: Any) -> None:
-        self.inner.set_run(run)
-
-    @property
-    def run(self) -> Any:
-        return self.inner.run
-
-    def create_message(self, *args: Any, **kwargs: Any) -> Message:
-        return self.inner.create_message(*args, **kwargs)
-
-    def get_node_ids(self) -> Iterable[int]:
-        return self.inner.get_node_ids()
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self.inner.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.inner.pull_messages(message_ids)
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
-        messages = list(messages)
-        sent_to = [m.metadata.dst_node_id for m in messages]
-        replies = list(self.inner.send_and_receive(messages, timeout=timeout)) if messages else []
-        described = [_stage_reply(r) for r in replies]
-        answered = {r["node_id"] for r in described}
-        self.stages.append(
-            {
-                "sent_to": sent_to,
-                "bytes_sent": sum(_size(m) for m in messages),
-                "bytes_received": sum(r["bytes"] for r in described),
-                "replies": described,
-                "no_reply": [n for n in sent_to if n not in answered],
-            }
-        )
-        return replies
-
-
-def _size(msg: Message) -> int:
-    if msg.has_error() or not msg.has_content():
-        return 0
-    total = 0
-    for record in msg.content.values():
-        try:
-            total += int(record.count_bytes())
-        except (ValueError, IndexError):
-            total += len(record.deflate())
-    return total
-
-
-def _stage_reply(reply: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"node_id": reply.metadata.src_node_id, "bytes": _size(reply)}
-    if reply.has_error():
-        out["error"] = {"code": reply.error.code, "reason": reply.error.reason}
-        return out
-    content = reply.content
-    out["records"] = {name: type(rec).__name__ for name, rec in content.items()}
-    out["arrays"] = [list(a.shape) for r in content.array_records.values() for a in r.values()]
-    return out
-
-
 def _weighted_metrics(results: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     total = sum(n for n, _ in results) or 1
     keys = {k for _, m in results for k, v in m.items() if isinstance(v, int | float)}
@@ -310,7 +237,7 @@ def secure_train(
 
     if len(nodes) < 2:
         raise RunFailed(f"round {rnd}: SecAgg+ needs at least 2 devices, {len(nodes)} available")
-    grid = StageRecorder(grid)
+    grid = RoundGrid(grid)  # records every stage: destinations, replies, bytes
     manager = SimpleClientManager()
     for node in nodes:
         manager.register(GridClientProxy(node, grid, grid.run.run_id))
@@ -340,12 +267,12 @@ def secure_train(
     result: ArrayRecord = context.state.array_records[MAIN_PARAMS_RECORD]
     if result is start:
         logger.warning("round %d: secure aggregation halted; the global model stays", rnd)
-        return None, None, grid.stages
+        return None, None, [phase.to_dict() for phase in grid.phases]
     update = parameters_to_ndarrays(compat.arrayrecord_to_parameters(result, keep_input=True))
     new = [np.asarray(a + d, np.float32) for a, d in zip(arrays, update, strict=True)]
     fit = context.history.metrics_distributed_fit
     metrics = {k: float(v[-1][1]) for k, v in fit.items() if v and v[-1][0] == rnd}
-    return new, metrics or None, grid.stages
+    return new, metrics or None, [phase.to_dict() for phase in grid.phases]
 
 
 def secagg_record(settings: RunSettings, stages: list[dict[str, Any]]) -> dict[str, Any]:
