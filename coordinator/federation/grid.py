@@ -94,14 +94,22 @@ class RoundGrid(Grid):
         if not messages:
             return []
         replies = list(self.inner.send_and_receive(messages, timeout=timeout))
+        # Pushing gave each message its id. A reply names the message it answers; its source
+        # is not always the node: errors the SuperLink writes itself ("Node Unavailable" for a
+        # node that stopped sending heartbeats) come from the SuperLink's own node id.
+        sent = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
         for reply in replies:
-            phase.replies.append(describe(reply))
+            phase.replies.append(describe(reply, sent.get(reply.metadata.reply_to_message_id)))
         return replies
 
 
-def describe(reply: Message) -> dict[str, Any]:
-    """What a reply held, without its values: node, error or array shapes and metric keys."""
-    out: dict[str, Any] = {"node_id": reply.metadata.src_node_id, "bytes": _bytes(reply)}
+def describe(reply: Message, node_id: int | None = None) -> dict[str, Any]:
+    """What a reply held, without its values: node, error or array shapes and metric keys.
+
+    ``node_id``: the node the answered message was sent to (default: the reply's source).
+    """
+    node = reply.metadata.src_node_id if node_id is None else node_id
+    out: dict[str, Any] = {"node_id": node, "bytes": _bytes(reply)}
     if reply.has_error():
         out["error"] = {"code": reply.error.code, "reason": reply.error.reason}
         return out

@@ -3,6 +3,11 @@ SuperNodes and trainers, and runs submitted through ``flwr run``.
 
 Device 4 has a memory budget its trainer cannot meet: it is stopped and reported every round,
 while the device keeps answering predictions with the model it already had.
+
+The healthy devices' trainers are started (TensorFlow imported) before the first test and kept
+warm for the module: a cold start of three trainers at idle CPU priority on two loaded cores
+can take most of a 90 s round timeout, which is not what these tests are about (the demo's
+end-to-end test covers cold starts).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from agent.federation import wire
 from agent.federation.messages import EVALUATE_KEYS, TRAIN_KEYS, ErrorCode
 from coordinator.demo import datasets
 from coordinator.demo.fleet import Device, free_port, wait_connected, wait_until
@@ -73,16 +79,20 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     try:
         for device, part in zip(devices, parts, strict=True):
             over_budget = device.index == 3
+            training: dict[str, object] = {"idle_timeout_s": 3600}  # warm for the module
+            if over_budget:
+                training["memory_mb"] = 150
             device.configure(
                 superlink=link.settings.address,
                 sensor=prepared.live_sensor(device, part),
-                extra={"training": {"memory_mb": 150}} if over_budget else {},
+                extra={"training": training},
             )
             device.seed(part)
             if over_budget:
                 _export_bundle(prepared, device.root / "models" / "inbox" / "pre")
             device.start()
         wait_connected(devices, 180)
+        _warm_trainers(devices[:3], timeout=300)
         wait_until(
             "device 4 to serve its model",
             lambda: (devices[3].health() or {}).get("model_loaded"),
@@ -93,6 +103,27 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         for device in devices:
             device.stop()
         link.stop()
+
+
+def _warm_trainers(devices: list[Device], timeout: float) -> None:
+    """Start each device's trainer through its socket and wait until all answer a ping."""
+    replies: dict[str, object] = {}
+
+    def ping(device: Device) -> None:
+        try:
+            replies[device.device_id] = wire.call(
+                str(device.root / "trainer.sock"), {"op": "ping"}, timeout=timeout
+            )[0]
+        except wire.WireError as exc:
+            replies[device.device_id] = exc
+
+    threads = [threading.Thread(target=ping, args=(d,), daemon=True) for d in devices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 10)
+    failed = {k: v for k, v in replies.items() if not (isinstance(v, dict) and v.get("ok"))}
+    assert len(replies) == len(devices) and not failed, replies
 
 
 def _predict(device: Device) -> int:
@@ -208,8 +239,9 @@ def test_a_device_dying_mid_round_does_not_stall_the_run(fleet: Fleet) -> None:
     history = follow(fleet.link, run_id, settings, timeout=400)
     assert history["status"] == "completed" and len(history["rounds"]) == 1
     first = history["rounds"][0]
-    assert first["failures"] >= 1 and first["train"] is not None  # the others were aggregated
     train = first["phases"]["train"]
+    outcome = [(r["node_id"], r.get("error")) for r in train["replies"]], train["no_reply"]
+    assert first["failures"] >= 1 and first["train"] is not None, outcome  # others aggregated
     answered = {r["node_id"] for r in train["replies"] if "error" not in r}
     assert len(answered) >= 2
     # bounded by the round timeout (two phases), not by the dead device
