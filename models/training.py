@@ -148,6 +148,83 @@ def _dummy_targets(spec: ModelSpec, x: np.ndarray, y: np.ndarray | None) -> np.n
     raise SpecError(f"expected targets y for task {spec.task.value!r}. Received: y=None")
 
 
+class _Step:
+    """One model's compiled train step for one kind of call, reused round after round.
+
+    A fresh ``tf.function`` and optimizer per call would trace a new graph every round, and
+    TensorFlow keeps every traced graph: a warm trainer grew ~2 MB per round. Here the graph is
+    traced once per (model, optimizer, frozen base, proximal term); each call resets the
+    optimizer's state (a round starts from fresh moments, as before) and assigns the learning
+    rate, ``mu`` and the proximal targets to variables the graph reads.
+    """
+
+    def __init__(self, model: keras.Model, spec: ModelSpec, config: TrainConfig) -> None:
+        trainable = list(model.trainable_variables)
+        self.optimizer = keras.optimizers.get(
+            {"class_name": config.optimizer, "config": {"learning_rate": config.learning_rate}}
+        )
+        self.optimizer.build(trainable)
+        self.position = {id(v): i for i, v in enumerate(model.weights)}
+        self.n_weights = len(model.weights)
+        self.trainable = trainable
+        self.mu = tf.Variable(0.0, trainable=False, name="proximal_mu")
+        self.prox = (
+            [tf.Variable(v, trainable=False, name="proximal_target") for v in trainable]
+            if config.mu > 0
+            else []
+        )
+        loss_fn, metric_fn = _loss_fn(model, spec), _metric_fn(spec)
+        optimizer, prox, mu = self.optimizer, self.prox, self.mu
+
+        @tf.function(reduce_retracing=True)
+        def step(xb: tf.Tensor, yb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            with tf.GradientTape() as tape:
+                pred = model(xb, training=True)
+                loss = loss_fn(yb, pred)
+                total = loss
+                if prox:
+                    total += mu * tf.add_n(
+                        [
+                            tf.reduce_sum(tf.square(v - g))
+                            for v, g in zip(trainable, prox, strict=True)
+                        ]
+                    )
+            grads = tape.gradient(total, trainable)
+            optimizer.apply_gradients(zip(grads, trainable, strict=True))
+            return loss, metric_fn(yb, pred)
+
+        self.fn = step
+
+    def prepare(self, config: TrainConfig, global_weights: Sequence[np.ndarray] | None) -> None:
+        for var in self.optimizer.variables:
+            var.assign(tf.zeros_like(var))
+        self.optimizer.learning_rate = float(config.learning_rate)
+        self.mu.assign(float(config.mu) / 2.0)
+        if self.prox:
+            assert global_weights is not None
+            if len(global_weights) != self.n_weights:
+                raise SpecError(
+                    f"expected {self.n_weights} global weight arrays. "
+                    f"Received: {len(global_weights)}"
+                )
+            for v, target in zip(self.trainable, self.prox, strict=True):
+                target.assign(np.asarray(global_weights[self.position[id(v)]], np.float32))
+
+
+STEPS_ATTR = "_orchard_train_steps"
+
+
+def _step_for(model: keras.Model, spec: ModelSpec, config: TrainConfig) -> _Step:
+    key = (config.optimizer, config.freeze_base, config.mu > 0)
+    steps: dict[tuple[str, bool, bool], _Step] | None = getattr(model, STEPS_ATTR, None)
+    if steps is None:  # beside the model, not tracked by Keras (it would wrap the dict)
+        steps = {}
+        object.__setattr__(model, STEPS_ATTR, steps)
+    if key not in steps:
+        steps[key] = _Step(model, spec, config)
+    return steps[key]
+
+
 def fit(
     model: keras.Model,
     spec: ModelSpec,
@@ -180,37 +257,13 @@ def fit(
 
     frozen = _freeze(model, config.freeze_base)
     try:
-        trainable = list(model.trainable_variables)
-        optimizer = keras.optimizers.get(
-            {"class_name": config.optimizer, "config": {"learning_rate": config.learning_rate}}
-        )
-        optimizer.build(trainable)
-        prox = _proximal_targets(model, trainable, global_weights) if config.mu > 0 else []
-        loss_fn, metric_fn = _loss_fn(model, spec), _metric_fn(spec)
-        mu = tf.constant(float(config.mu) / 2.0)
-
-        @tf.function(reduce_retracing=True)
-        def step(xb: tf.Tensor, yb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            with tf.GradientTape() as tape:
-                pred = model(xb, training=True)
-                loss = loss_fn(yb, pred)
-                total = loss
-                if prox:
-                    total += mu * tf.add_n(
-                        [
-                            tf.reduce_sum(tf.square(v - g))
-                            for v, g in zip(trainable, prox, strict=True)
-                        ]
-                    )
-            grads = tape.gradient(total, trainable)
-            optimizer.apply_gradients(zip(grads, trainable, strict=True))
-            return loss, metric_fn(yb, pred)
-
+        step = _step_for(model, spec, config)
+        step.prepare(config, global_weights)
         rng = np.random.default_rng(config.seed)
         for _ in range(config.epochs):
             seen, loss_sum, metric_sum = 0, 0.0, 0.0
             for xb, yb in _batches(x, y, config.batch_size, rng):
-                loss_t, metric_t = step(tf.constant(xb), tf.constant(yb))
+                loss_t, metric_t = step.fn(tf.constant(xb), tf.constant(yb))
                 seen += len(xb)
                 loss_sum += float(loss_t) * len(xb)
                 metric_sum += float(metric_t) * len(xb)
@@ -289,15 +342,3 @@ def _freeze(model: keras.Model, freeze_base: bool) -> list[keras.layers.Layer]:
 def _unfreeze(layers: list[keras.layers.Layer]) -> None:
     for layer in layers:
         layer.trainable = True
-
-
-def _proximal_targets(
-    model: keras.Model, trainable: list[Any], global_weights: Sequence[np.ndarray] | None
-) -> list[tf.Tensor]:
-    assert global_weights is not None
-    position = {id(v): i for i, v in enumerate(model.weights)}
-    if len(global_weights) != len(model.weights):
-        raise SpecError(
-            f"expected {len(model.weights)} global weight arrays. Received: {len(global_weights)}"
-        )
-    return [tf.constant(np.asarray(global_weights[position[id(v)]], np.float32)) for v in trainable]
