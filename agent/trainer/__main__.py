@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(config_path: Path, idle_timeout: float | None = None) -> int:
     from agent import config as agent_config
     from agent.federation import status
-    from agent.trainer import server
+    from agent.trainer import lean, server
 
     try:
         cfg = agent_config.load(config_path)
@@ -41,12 +41,13 @@ def run(config_path: Path, idle_timeout: float | None = None) -> int:
         return exit_codes.CONFIG_ERROR
     budget = cfg.training
     sock = server.listener(cfg.federation.trainer_socket)
-    threads = server.lower_priority(budget.nice, budget.cpu_quota_pct)
+    threads = server.lower_priority(budget.nice, budget.cpu_quota_pct, budget.reserve_agent_cpu)
     # Thread pools are sized before TensorFlow is imported (it reads these once).
     for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
         os.environ[var] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    lean.skip_optional()  # before TensorFlow: no matplotlib, no scipy
     status_path = status.path_for(cfg.state_dir)
     status.update(status_path, state="starting", pid=os.getpid(), request_started=None)
 
