@@ -124,3 +124,27 @@ def test_set_weights_names_the_mismatch() -> None:
     weights[2] = np.zeros((3, 3), np.float32)
     with pytest.raises(SpecError, match=r"expected weights\[2\] of shape"):
         set_weights(model, weights)
+
+
+def test_a_warm_model_reuses_its_train_step_and_each_call_starts_afresh() -> None:
+    """Rounds on one model trace once; learning rate, optimizer state and mu are per call."""
+    from models.training import STEPS_ATTR
+
+    ds = synthetic.make("mlp", "classify", n=200, seed=5)
+    model = families.build(ds.spec)
+    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=1, batch_size=64, learning_rate=0.01))
+    (step,) = getattr(model, STEPS_ATTR).values()
+    traces = step.fn.experimental_get_tracing_count()
+    assert 1 <= traces <= 2  # full batches, and the shorter last one
+    assert int(step.optimizer.iterations) == 4  # ceil(200 / 64) steps
+
+    before = model.get_weights()
+    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=2, batch_size=64, learning_rate=1e-12))
+    assert getattr(model, STEPS_ATTR) == {("adam", False, False): step}  # the same step
+    assert step.fn.experimental_get_tracing_count() == traces  # no new trace
+    assert int(step.optimizer.iterations) == 8  # counted from zero again: 2 epochs x 4
+    assert _distance(model.get_weights(), before) < 1e-12  # the new learning rate applies
+
+    prox = TrainConfig(learning_rate=0.05, mu=1.0)
+    fit(model, ds.spec, (ds.x, ds.y), prox, global_weights=before)
+    assert len(getattr(model, STEPS_ATTR)) == 2  # a proximal step beside the plain one
