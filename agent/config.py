@@ -14,7 +14,8 @@ one ``[sensors.NAME]`` table. Paths default under ``state_dir`` (``/var/lib/orch
     [models]         # dir, num_threads, latency_bound_ms
     [http]           # host, port, token, max_body_bytes, lan
     [mqtt]           # host, port, protocol, username, password, tls_*, health_interval_s
-    [training]       # memory_mb, cpu_quota_pct, max_seconds, max_temp_c, allowed_hours, nice
+    [training]       # memory_mb, cpu_quota_pct, max_seconds, max_temp_c, allowed_hours, nice,
+                     # reserve_agent_cpu
     [sampling]       # max_consecutive_errors, retry_disabled_s
 """
 
@@ -114,6 +115,7 @@ class TrainingBudget:
     allowed_hours: tuple[int, int] = (0, 24)
     nice: int = 10
     idle_timeout_s: float = 300.0
+    reserve_agent_cpu: bool = False  # CPU 0 for the agent alone (agent/cpus.py)
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any]) -> TrainingBudget:
@@ -136,6 +138,7 @@ class TrainingBudget:
             allowed_hours=(int(hours[0]), int(hours[1])),
             nice=o.get_int("nice", 10, low=0, high=19),
             idle_timeout_s=o.get_float("idle_timeout_s", 300.0, positive=True),
+            reserve_agent_cpu=o.get_bool("reserve_agent_cpu", False),
         )
         o.done()
         return budget

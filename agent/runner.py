@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent import cpus
 from agent.config import AgentConfig
 from agent.errors import AgentError, ModelSlotError
 from agent.federation.supernode import SupernodeSupervisor
@@ -56,6 +57,7 @@ class AgentRunner:
         self.events: list[tuple[float, str, dict[str, Any]]] = []
         self.inbox = config.models.dir / "inbox"
         self.reporter: HealthReporter | None = None
+        self.worker_cpus: list[int] | None = None  # with training.reserve_agent_cpu
         self.rejected = config.models.dir / "rejected"
 
     def _event(self, kind: str, data: dict[str, Any]) -> None:
@@ -79,6 +81,11 @@ class AgentRunner:
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set. Raises ``AgentError`` on a startup failure."""
         cfg = self.config
+        # Before any thread starts: every thread the agent starts inherits its CPUs.
+        board = cpus.available()
+        reserve = cfg.training.reserve_agent_cpu
+        self.worker_cpus = cpus.worker_cpus(board, reserve) if reserve else None
+        cpus.pin_thread(cpus.agent_cpus(board, reserve), "the agent")
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.inbox.mkdir(parents=True, exist_ok=True)
         store = open_store(cfg.store)
@@ -161,11 +168,12 @@ class AgentRunner:
         config_path = Path(cfg.source).resolve()
         trainer = TrainerSupervisor(
             cfg.federation, cfg.training, config_path=config_path, state_dir=cfg.state_dir,
-            on_event=self._event,
+            on_event=self._event, cpus=self.worker_cpus,
         )  # fmt: skip
         supernode = SupernodeSupervisor(
             cfg.federation, state_dir=cfg.state_dir, on_event=self._event,
             node_config={"device-id": cfg.device_id, "agent-config": str(config_path)},
+            cpus=self.worker_cpus,
         )  # fmt: skip
         return trainer, supernode
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Final
 
+from agent import cpus as agent_cpus
 from agent.federation.settings import FederationSettings
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,10 @@ class SupernodeSupervisor:
         node_config: Mapping[str, str | int | float | bool],
         on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None,
         clock: Callable[[], float] = time.monotonic,
+        cpus: list[int] | None = None,
     ) -> None:
         self.settings = settings
+        self.cpus = cpus  # where the SuperNode and its ClientApps run (agent/cpus.py)
         self.home = state_dir / "flwr"
         self.node_config = dict(node_config)
         self.on_event = on_event
@@ -177,6 +180,8 @@ class SupernodeSupervisor:
             proc.wait(timeout)
 
     def _supervise(self) -> None:
+        if self.cpus:  # the processes this thread starts inherit its CPUs
+            agent_cpus.pin_thread(self.cpus, "flower-supernode")
         delay = self.settings.restart_min_s
         while not self._stop.is_set():
             started = self.clock()

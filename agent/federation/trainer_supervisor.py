@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from agent import cpus as agent_cpus
 from agent.config import TrainingBudget
 from agent.federation import status
 from agent.federation.settings import FederationSettings
@@ -47,8 +48,10 @@ class TrainerSupervisor:
         state_dir: Path,
         on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None,
         command: list[str] | None = None,
+        cpus: list[int] | None = None,
     ) -> None:
         self.settings = settings
+        self.cpus = cpus  # where a spawned trainer starts (agent/cpus.py)
         self.budget = budget
         self.config_path = config_path
         self.status_path = status.path_for(state_dir)
@@ -107,6 +110,8 @@ class TrainerSupervisor:
         return sock
 
     def _loop(self) -> None:
+        if self.cpus:  # a trainer spawned from this thread inherits its CPUs
+            agent_cpus.pin_thread(self.cpus, "the trainer supervisor")
         while not self._stop.is_set():
             if self._listener is not None and not self.running:
                 readable, _, _ = select.select([self._listener], [], [], POLL_S)

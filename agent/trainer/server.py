@@ -3,13 +3,13 @@
 The listening socket comes from systemd socket activation (``LISTEN_FDS``), from the agent's
 supervisor (``ORCHARD_TRAINER_FD``, the same idea without systemd), or is bound here.
 Before TensorFlow is imported the process lowers its own priority and CPU share: nice,
-``SCHED_IDLE`` and CPU affinity sized from ``cpu_quota_pct`` so inference keeps its core.
+``SCHED_IDLE`` and CPU affinity sized from ``cpu_quota_pct`` so inference keeps its core
+(:mod:`agent.cpus`; with ``reserve_agent_cpu`` never the agent's CPU 0).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import time
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from agent import cpus
 from agent.federation import wire
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ def listener(path: Path) -> socket.socket:
     return sock
 
 
-def lower_priority(nice: int, cpu_quota_pct: int) -> int:
-    """Nice, idle scheduling and an affinity of ``cpu_quota_pct`` of the CPUs; returns threads."""
+def lower_priority(nice: int, cpu_quota_pct: int, reserve_agent_cpu: bool = False) -> int:
+    """Nice, idle scheduling and the CPUs of :func:`agent.cpus.trainer_cpus`; returns threads."""
     try:
         os.nice(max(0, nice - os.nice(0)))
     except OSError as exc:
@@ -53,12 +54,9 @@ def lower_priority(nice: int, cpu_quota_pct: int) -> int:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (OSError, AttributeError) as exc:
         logger.info("SCHED_IDLE unavailable: %s", exc)
-    cpus = sorted(os.sched_getaffinity(0))
-    share = max(1, math.floor(len(cpus) * cpu_quota_pct / 100))
-    if share < len(cpus):
-        # Keep the highest-numbered CPUs; CPU 0 takes most interrupts and the agent's threads.
-        os.sched_setaffinity(0, cpus[-share:])
-    return share
+    mine = cpus.trainer_cpus(cpus.available(), cpu_quota_pct, reserve_agent_cpu)
+    cpus.pin_thread(mine, "the trainer")
+    return len(mine)
 
 
 def serve(
