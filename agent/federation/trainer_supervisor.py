@@ -4,9 +4,11 @@
 starts ``python -m agent.trainer`` with that socket when a connection waits and no trainer
 runs; the trainer exits by itself after its idle timeout. ``systemd`` launcher: the socket unit
 starts it and ``MemoryMax=``/``CPUQuota=`` bound it; the watchdog here still enforces the
-time budget. In both modes a psutil watchdog kills the trainer when its RSS passes
-``training.memory_mb`` or a request runs past ``training.max_seconds``, and records why in the
-status file, which the ClientApp reads to explain the failed round to the coordinator.
+time budget. In both modes a psutil watchdog kills the trainer when its anonymous memory (RSS
+less file-backed pages, which the kernel can drop and re-read) passes ``training.memory_mb`` or
+a request runs past ``training.max_seconds``, and records why in the status file, which the
+ClientApp reads to explain the failed round to the coordinator. ``MemoryMax=memory_mb`` on the
+systemd unit holds the same anonymous memory plus whatever page cache fits beside it.
 """
 
 from __future__ import annotations
@@ -166,19 +168,21 @@ class TrainerSupervisor:
         if pid is None:
             return
         try:
-            proc = psutil.Process(pid)
-            rss = proc.memory_info().rss + sum(
-                c.memory_info().rss for c in proc.children(recursive=True)
-            )
-        except psutil.Error:
+            tree = [psutil.Process(pid)]
+            tree += tree[0].children(recursive=True)
+            usage = [(p.memory_info().rss, _anonymous(p.pid)) for p in tree]
+        except (psutil.Error, OSError):
             return
-        rss_mb = rss / 2**20
+        rss_mb = sum(rss for rss, _ in usage) / 2**20
+        anon_mb = sum(anon for _, anon in usage) / 2**20
         current = status.read(self.status_path)
         peak = max(float(current.get("peak_rss_mb") or 0.0), rss_mb)
-        if rss_mb > self.budget.memory_mb:
-            self._kill(
-                pid, "over_memory", f"RSS {rss_mb:.0f} MB > memory_mb {self.budget.memory_mb}", peak
+        if anon_mb > self.budget.memory_mb:
+            reason = (
+                f"anonymous memory {anon_mb:.0f} MB (RSS {rss_mb:.0f} MB) > memory_mb "
+                f"{self.budget.memory_mb}"
             )
+            self._kill(pid, "over_memory", reason, peak)
             return
         started = current.get("request_started")
         if isinstance(started, int | float):
@@ -217,3 +221,18 @@ class TrainerSupervisor:
             "budget_violation",
             {"outcome": outcome, "reason": reason, "peak_rss_mb": round(peak, 1)},
         )
+
+
+def _anonymous(pid: int) -> int:
+    """Bytes of ``pid``'s RSS the kernel cannot reclaim without swap: anonymous and shmem pages.
+
+    The rest of the RSS is file-backed: for the trainer mostly clean pages of TensorFlow's
+    shared library, which a memory cgroup (``MemoryMax=``) drops and re-reads under pressure
+    (``benchmarks/trainer.py --limit-mb``).
+    """
+    total = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssShmem"):
+            total += int(value.split()[0]) * 1024
+    return total
