@@ -98,6 +98,7 @@ class RoundGrid(Grid):
         # is not always the node: errors the SuperLink writes itself ("Node Unavailable" for a
         # node that stopped sending heartbeats) come from the SuperLink's own node id.
         sent = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
+        sent.pop("", None)  # never pushed (an in-process grid): the reply's source stands
         for reply in replies:
             phase.replies.append(describe(reply, sent.get(reply.metadata.reply_to_message_id)))
         return replies
