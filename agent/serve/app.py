@@ -1,17 +1,29 @@
-"""The agent's FastAPI app (DESIGN §3.1): health, model info, predictions, metrics."""
+"""The agent's Starlette app (DESIGN §3.1): health, model info, predictions, metrics.
+
+Plain Starlette: no FastAPI and no pydantic in the always-on process (together ~17 MB of RSS
+against a 75 MB budget). The handlers build their JSON by hand (``predict.py``,
+``responses.py``); ``/openapi.json`` is a document generated from ``schemas.py`` at build time
+and shipped with the package (``docs.py``, ``docgen.py``).
+
+The documented routes answer their one method only; any other method on them, HEAD included,
+is a 405 with an ``Allow`` header, and an unknown path a 404, both with the JSON error body.
+"""
 
 from __future__ import annotations
 
-import importlib.metadata
+import functools
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
 
 from agent import metrics as agent_metrics
 from agent.metrics import AgentMetrics
@@ -28,6 +40,9 @@ from models.runtime import backend
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+Endpoint = Callable[[Request], Any]
+
+STATIC = Path(__file__).with_name("static")
 
 
 def create_app(
@@ -38,7 +53,7 @@ def create_app(
     settings: HttpSettings,
     clock: Clock = time.monotonic,
     health_extra: Callable[[], dict[str, Any]] | None = None,
-) -> FastAPI:
+) -> Starlette:
     """Build the app. Binds ``metrics`` to the slots' model and the store's stats if unbound."""
     started = clock()
     predictions = Predictions(slots, store, metrics)
@@ -46,24 +61,11 @@ def create_app(
         metrics.bind(model=lambda: _manifest(slots))
     if store is not None and not metrics.has_store_source:
         metrics.bind(store=store.stats)
-
-    app = FastAPI(
-        title="Orchard agent",
-        version=_version(),
-        description="Local predictions from the board's serving model (LiteRT).",
-        redoc_url=None,
-    )
-    app.add_middleware(PredictLane, predictions=predictions)
-    app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
-    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     bearer = settings.token is not None
-    app.openapi = lambda: _openapi(app, bearer=bearer, slots=slots)  # type: ignore[method-assign]
 
-    # Routes carry no response models: the handlers build their JSON by hand, and the models
-    # that document them are attached on the first GET /openapi.json (docs.py).
-    @app.get("/healthz", response_model=None, tags=["health"])
-    def healthz() -> dict[str, Any]:
+    # Sync handlers run in the thread pool (as they did under FastAPI): the store and the
+    # metrics collectors block.
+    def healthz(request: Request) -> Response:
         """Liveness and readiness; always 200 while the process serves. No token needed."""
         predictor = slots.current()
         body: dict[str, Any] = {
@@ -78,32 +80,74 @@ def create_app(
                 body.update(health_extra())
             except Exception:
                 logger.exception("health_extra failed")
-        return body
+        return JSONResponse(body)
 
-    @app.get("/api/info", response_model=None, tags=["model"])
-    def info() -> Any:
+    def info(request: Request) -> Response:
         """The serving model's manifest essentials and the LiteRT runtime serving it."""
         predictor = slots.current()
         if predictor is None:
             return error_response(503, NO_MODEL, "model")
-        return _info(predictor.manifest, predictor.path.name)
+        return JSONResponse(_info(predictor.manifest, predictor.path.name))
 
-    @app.post("/api/predict", response_model=None, tags=["predict"])
     async def predict(request: Request) -> Response:
         """Predict one sample (``features``), a batch (``instances``) or named ``readings``."""
+        # PredictLane answers every POST before routing; this keeps the route in the table.
         return predictions.from_body(await request.body())
 
-    @app.get("/api/predict/latest", response_model=None, tags=["predict"])
-    def predict_latest() -> Response:
+    def predict_latest(request: Request) -> Response:
         """Predict on the newest row (or window) of the model's features in the local store."""
         return predictions.from_store()
 
-    @app.get("/metrics", response_class=Response, tags=["health"])
-    def prometheus() -> Response:
+    def prometheus(request: Request) -> Response:
         """Prometheus text format."""
         return Response(metrics.render(), media_type=agent_metrics.CONTENT_TYPE)
 
+    def openapi(request: Request) -> Response:
+        from agent.serve import docs  # json only; loaded on the first request for it
+
+        manifest = _manifest(slots)
+        spec = None if manifest is None else manifest.input
+        return JSONResponse(docs.openapi(app, bearer=bearer, spec=spec))
+
+    def swagger_ui(request: Request) -> Response:
+        return HTMLResponse(_page("docs.html"))
+
+    def oauth2_redirect(request: Request) -> Response:
+        return HTMLResponse(_page("oauth2-redirect.html"))
+
+    app = Starlette(
+        routes=[
+            _api_route("/healthz", healthz, "GET"),
+            _api_route("/api/info", info, "GET"),
+            _api_route("/api/predict", predict, "POST"),
+            _api_route("/api/predict/latest", predict_latest, "GET"),
+            _api_route("/metrics", prometheus, "GET"),
+            # Undocumented helpers answer GET and HEAD, as FastAPI's did.
+            Route("/openapi.json", openapi, include_in_schema=False),
+            Route("/docs", swagger_ui, include_in_schema=False),
+            Route("/docs/oauth2-redirect", oauth2_redirect, include_in_schema=False),
+        ],
+        # The first is the outermost: the token and body limit apply to the fast lane too.
+        middleware=[
+            Middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes),
+            Middleware(PredictLane, predictions=predictions),
+        ],
+        exception_handlers={HTTPException: _http_error},
+    )
     return app
+
+
+def _api_route(path: str, endpoint: Endpoint, method: str) -> Route:
+    """A documented route answering exactly ``method`` (Starlette would add HEAD to GET)."""
+    route = Route(path, endpoint, methods=[method])
+    route.methods = {method}
+    return route
+
+
+@functools.cache
+def _page(name: str) -> bytes:
+    """A static page shipped in ``agent/serve/static`` (Swagger UI, from its CDN)."""
+    return STATIC.joinpath(name).read_bytes()
 
 
 def _manifest(slots: ModelSlots) -> Manifest | None:
@@ -141,25 +185,7 @@ def _info(manifest: Manifest, slot: str | None) -> dict[str, Any]:
     }
 
 
-async def _http_error(request: Request, exc: HTTPException) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404, 405 (with ``Allow``) and any other ``HTTPException`` as the JSON error body."""
+    assert isinstance(exc, HTTPException)
     return error_response(exc.status_code, str(exc.detail), None, exc.headers)
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-    first = exc.errors()[0] if exc.errors() else {}
-    field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    return error_response(422, f"{field}: {first.get('msg', 'invalid input')}", field)
-
-
-def _openapi(app: FastAPI, *, bearer: bool, slots: ModelSlots) -> dict[str, Any]:
-    from agent.serve import docs  # the pydantic models load on the first /openapi.json
-
-    manifest = _manifest(slots)
-    return docs.openapi(app, bearer=bearer, spec=None if manifest is None else manifest.input)
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("orchard-fl")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"

@@ -1,84 +1,44 @@
-"""``/openapi.json``, built on its first request from the live routes plus their documentation.
+"""``/openapi.json`` at run time: the shipped generic document, fitted to the serving model.
 
-The live app declares its routes without pydantic response models: the handlers build their
-JSON by hand (see ``predict.py`` and ``responses.py``), so the models would only cost memory
-(~1.2 MB RSS of validators and serializers in an always-on 75 MB process). The models in
-``schemas.py`` document the contract instead: on the first ``GET /openapi.json`` each live route
-is re-declared, with the same endpoint, path and tags plus the models named in
-:func:`documentation`, and FastAPI's generator turns those into the schema, which is cached.
-When ``http.token`` is set, every operation but ``/healthz`` declares the bearer scheme, so a
-generated client (or schemathesis' ``ignored_auth`` check) knows which calls need the token.
+The generic document (no model loaded) is generated from the pydantic models of ``schemas.py``
+by ``docgen.py`` and shipped as ``agent/serve/openapi.json``; a test fails when the two differ.
+This module only reads that JSON (no pydantic in the always-on process) and, per serving input
+spec, narrows it:
 
-While a model serves, the three request bodies describe its input exactly (nested arrays of
-the sample's shape, numbers within float32 range, the feature names for ``readings``), so a
-client or a fuzzer can tell a body the model takes from one it refuses. The document is
-rebuilt when a model with another input replaces the serving one.
+- while a model serves, the three request bodies describe its input exactly (nested arrays of
+  the sample's shape, numbers within float32 range, the feature names for ``readings``), so a
+  client or a fuzzer can tell a body the model takes from one it refuses;
+- when ``http.token`` is set, every operation but ``/healthz`` declares the bearer scheme, so a
+  generated client (or schemathesis' ``ignored_auth`` check) knows which calls need the token.
+
+The document is built once per serving input spec, cached on the app, and rebuilt when a model
+with another input replaces the serving one. Regenerate the shipped file after changing
+``schemas.py`` or a route: ``python -m agent.serve.docgen --write``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
-from pydantic import TypeAdapter
+from starlette.applications import Starlette
 
-from agent.serve import schemas
 from agent.serve.guard import OPEN_PATHS
 from models.spec import InputSpec
 
+DOCUMENT = Path(__file__).with_name("openapi.json")
+UNVERSIONED = "0+unknown"  # info.version in the shipped file; the installed one replaces it
 REQUEST_REF = {"$ref": "#/components/schemas/PredictRequest"}
 BEARER = "bearer"
 # The smallest magnitude that float32 rounds to infinity: inputs.py refuses it and beyond.
 FLOAT32_OVERFLOW = 2.0**128 * (1 - 2.0**-25)
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"model": schemas.ErrorResponse, "description": description}
-
-
-def documentation() -> dict[str, dict[str, Any]]:
-    """``APIRoute`` keyword arguments per route name (the endpoint function's name)."""
-    guarded = {
-        401: _error("Missing or wrong bearer token."),
-        413: _error("Body larger than http.max_body_bytes."),
-    }
-    prediction = {"model": schemas.PredictResponse, "description": "Prediction."}
-    return {
-        "healthz": {"response_model": schemas.HealthResponse},
-        "info": {
-            "response_model": schemas.InfoResponse,
-            "responses": {**guarded, 503: _error("No model loaded.")},
-        },
-        "predict": {
-            "responses": {
-                **guarded,
-                200: prediction,
-                400: _error("Body is not JSON."),
-                422: _error("Input the model cannot take."),
-                503: _error("No model loaded."),
-            },
-            "openapi_extra": {
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": REQUEST_REF}},
-                }
-            },
-        },
-        "predict_latest": {
-            "responses": {
-                **guarded,
-                200: prediction,
-                409: _error("Not enough data stored yet."),
-                503: _error("No model or no store."),
-            }
-        },
-        "prometheus": {"responses": guarded},
-    }
-
-
-def openapi(app: FastAPI, *, bearer: bool = False, spec: InputSpec | None = None) -> dict[str, Any]:
+def openapi(
+    app: Starlette, *, bearer: bool = False, spec: InputSpec | None = None
+) -> dict[str, Any]:
     """The app's OpenAPI document, built once per serving input ``spec`` and cached.
 
     ``bearer``: the app checks a bearer token (``http.token``) on every path but ``/healthz``.
@@ -88,42 +48,27 @@ def openapi(app: FastAPI, *, bearer: bool = False, spec: InputSpec | None = None
         app.state, "orchard_openapi", None
     )
     if cached is None or cached[0] != spec:
-        cached = (spec, _build(app, bearer=bearer, spec=spec))
+        cached = (spec, build(bearer=bearer, spec=spec))
         app.state.orchard_openapi = cached
-        app.openapi_schema = cached[1]
     return cached[1]
 
 
-def _build(app: FastAPI, *, bearer: bool, spec: InputSpec | None) -> dict[str, Any]:
-    docs = documentation()
-    routes = [
-        APIRoute(
-            route.path,
-            route.endpoint,
-            methods=sorted(route.methods or ()),
-            tags=route.tags,
-            response_class=route.response_class,
-            name=route.name,
-            **docs.get(route.name, {}),
-        )
-        for route in app.routes
-        if isinstance(route, APIRoute) and route.include_in_schema
-    ]
-    schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=routes
-    )
-    # The predict body is parsed by hand (inputs.py), so FastAPI cannot see its model.
-    request = TypeAdapter(schemas.PredictRequest).json_schema(
-        ref_template="#/components/schemas/{model}"
-    )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(request.pop("$defs", {}))
-    components["PredictRequest"] = request
+def build(*, bearer: bool, spec: InputSpec | None) -> dict[str, Any]:
+    """A fresh document: the shipped one, this package's version, fitted to ``spec``."""
+    schema: dict[str, Any] = json.loads(DOCUMENT.read_bytes())
+    schema["info"]["version"] = version()
     if spec is not None:
-        _fit_requests(components, spec)
+        _fit_requests(schema["components"]["schemas"], spec)
     if bearer:
         _declare_bearer(schema)
     return schema
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("orchard-fl")
+    except importlib.metadata.PackageNotFoundError:
+        return UNVERSIONED
 
 
 def _fit_requests(components: dict[str, Any], spec: InputSpec) -> None:

@@ -1,7 +1,8 @@
-"""Request and response models of DESIGN §3.1: they document ``/openapi.json`` (see docs.py).
+"""Request and response models of DESIGN §3.1: the single source of ``/openapi.json``.
 
-No request or response is validated through them at run time (see ``inputs.py``), and they
-are imported only when the OpenAPI document is first built; tests check the contract.
+``docgen.py`` turns them into ``agent/serve/openapi.json`` at build time; the running agent never
+imports this module (nor pydantic): requests are parsed by ``inputs.py`` and responses built by
+hand. Tests check that the answers match these models and that the shipped file is fresh.
 """
 
 from __future__ import annotations

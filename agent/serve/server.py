@@ -2,36 +2,73 @@
 
 The socket is bound here, before uvicorn starts, so a busy port is a clear ``ConfigError`` in
 the caller rather than a ``sys.exit`` inside uvicorn's thread, and port 0 (tests) is resolved.
+
+uvicorn's event loop, HTTP parser and WebSocket support are chosen explicitly, not ``auto``:
+flwr depends on ``uvicorn[standard]``, so httptools, uvloop, watchfiles and websockets are on a
+board, and ``auto`` would make the agent's footprint depend on what else is installed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import sys
 import threading
 import time
+from collections.abc import Iterator
 
-import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from agent.errors import AgentError, ConfigError
 from agent.serve.settings import HttpSettings
 
 logger = logging.getLogger(__name__)
 
+# httptools, not h11: +0.1 to 0.3 MB RSS for p50 0.36 vs 0.41 ms with one client and ~4,000
+# vs ~2,600 predictions/s with four (docs/benchmarks.md, agent RSS without FastAPI).
+HTTP = "httptools"
+# Imported by uvicorn's package __init__ (its --reload supervisor) when installed; never used.
+UNUSED_BY_UVICORN = ("watchfiles",)
+
+
+@contextlib.contextmanager
+def _unimportable(names: tuple[str, ...]) -> Iterator[None]:
+    """While inside, ``import name`` fails for each of ``names`` not imported yet.
+
+    uvicorn falls back to its stat reloader when watchfiles cannot be imported (the agent never
+    reloads); afterwards anything else may import watchfiles as usual.
+    """
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # None: "not importable"
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
 
 class HttpServer:
-    def __init__(self, app: FastAPI, settings: HttpSettings, *, log_level: str = "warning") -> None:
+    def __init__(self, app: ASGIApp, settings: HttpSettings, *, log_level: str = "warning") -> None:
+        with _unimportable(UNUSED_BY_UVICORN):
+            import uvicorn
+
         self.settings = settings
         self._config = uvicorn.Config(
             app,
             log_level=log_level,
             access_log=False,
             lifespan="off",
+            interface="asgi3",
             # asyncio, not uvloop: uvloop costs ~2 MB RSS for ~40 us less per request (p50
             # 0.46 vs 0.50 ms on the dev machine); the 75 MB budget is the tighter figure.
             loop="asyncio",
+            http=HTTP,
             ws="none",  # no websockets: nothing to serve, nothing to import
+            reload=False,
+            workers=None,
             server_header=False,
             timeout_keep_alive=30,
             limit_concurrency=64,  # a board answers a few clients; beyond that, 503

@@ -133,6 +133,7 @@ def test_agent_process_end_to_end(agent: dict[str, Any], exported: Path) -> None
     _recv_until(sock, "WATCHDOG=1", timeout=10)
     maps = Path(f"/proc/{proc.pid}/maps").read_text()
     assert "libtensorflow" not in maps and "_pywrap_tensorflow" not in maps
+    assert "_pydantic_core" not in maps  # no pydantic (nor FastAPI) in the always-on agent
     assert client.get("/healthz").json()["tensorflow_loaded"] is False
 
     proc.send_signal(signal.SIGTERM)

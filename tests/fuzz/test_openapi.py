@@ -186,7 +186,7 @@ def test_raw_bodies_are_refused_cleanly(
 
 def test_the_document_follows_the_serving_model(tmp_path: Path, bundles: Bundles) -> None:
     """No model: generic bodies. A model: its exact input. Another input: a new document."""
-    from fastapi.testclient import TestClient
+    from starlette.testclient import TestClient
 
     slots = ModelSlots(tmp_path / "models")
     slots.load()

@@ -204,11 +204,54 @@ def test_a_busy_port_is_a_config_error(agent: Agent, tmp_path: Path) -> None:
 def test_serving_imports_no_tensorflow() -> None:
     code = (
         "import sys, agent.serve, agent.slots, agent.metrics; "
-        "bad = [m for m in ('tensorflow', 'keras', 'websockets') if m in sys.modules]; "
+        "bad = [m for m in ('tensorflow', 'keras', 'websockets', 'fastapi', 'pydantic') "
+        "if m in sys.modules]; "
         "assert not bad, bad"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+
+
+def test_serving_over_http_imports_no_fastapi_pydantic_or_uvicorn_extras(
+    tmp_path: Path, bundles: Bundles
+) -> None:
+    """The agent's HTTP stack over a real socket: Starlette and uvicorn with the loop, the
+    parser and no WebSockets chosen explicitly; whatever else is installed (flwr brings
+    uvicorn[standard] and FastAPI) stays unimported."""
+    script = f"""
+import http.client, json, sys
+from pathlib import Path
+from agent.metrics import AgentMetrics
+from agent.serve import HttpServer, HttpSettings, create_app, server
+from agent.slots import ModelSlots
+from agent.store import MemoryStore
+slots = ModelSlots(Path({str(tmp_path / "models")!r}))
+slots.load()
+slots.install(Path({str(bundles())!r}))
+settings = HttpSettings(port=0)
+http_server = HttpServer(create_app(slots=slots, store=MemoryStore(), metrics=AgentMetrics(),
+                                    settings=settings), settings)
+http_server.start(timeout=10)
+conn = http.client.HTTPConnection("127.0.0.1", http_server.port, timeout=10)
+statuses = []
+for method, path, body in (("GET", "/healthz", None), ("GET", "/metrics", None),
+                           ("POST", "/api/predict", json.dumps({{"features": {X!r}}})),
+                           ("GET", "/openapi.json", None), ("HEAD", "/healthz", None)):
+    conn.request(method, path, body, {{"Content-Type": "application/json"}})
+    response = conn.getresponse()
+    response.read()
+    statuses.append(response.status)
+conn.close()
+http_server.stop()
+unused = {{"h11": "httptools", "httptools": "h11"}}[server.HTTP]
+unwanted = ("fastapi", "pydantic", "pydantic_core", "watchfiles", "websockets", "uvloop", unused)
+print(*statuses, [m for m in unwanted if m in sys.modules], server.HTTP in sys.modules)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["200", "200", "200", "200", "405", "[]", "True"]
 
 
 def test_the_listener_says_tcp_so_asyncio_turns_nagle_off(agent: Agent) -> None:
