@@ -8,6 +8,11 @@
   end, max, and the growth slope over the second half.
 
     .venv/bin/python benchmarks/agent.py [--soak-minutes 10] [--requests 3000]
+        [--python /tmp/boardvenv/bin/python]
+
+``--python`` runs the agent from another environment (its ``orchard-agent`` script beside that
+interpreter, e.g. a board-like ``pip install '.[agent]'`` venv without TensorFlow); this
+process still exports the model with TensorFlow from the dev venv.
 """
 
 from __future__ import annotations
@@ -57,8 +62,12 @@ def _export(out: Path) -> None:
 
 
 class Agent:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, bin_dir: Path = BIN) -> None:
         self.root = root
+        self.command = bin_dir / "orchard-agent"
+        # Another environment runs its own installed packages, whatever this process runs.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        self.env = None if bin_dir == BIN else env
         self.port = _free_port()
         self.config = root / "agent.toml"
         self.config.write_text(
@@ -72,8 +81,8 @@ class Agent:
         """Start and return seconds until the first answered prediction."""
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            [str(BIN / "orchard-agent"), "run", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [str(self.command), "run", "-c", str(self.config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env,
         )  # fmt: skip
         deadline = t0 + 60
         while time.perf_counter() < deadline:
@@ -129,7 +138,16 @@ def main() -> None:
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument(
+        "--python",
+        type=Path,
+        default=Path(sys.executable),
+        help="the interpreter of the environment whose orchard-agent runs (default: this one)",
+    )
     args = parser.parse_args()
+    bin_dir = args.python.absolute().parent
+    if not (bin_dir / "orchard-agent").is_file():
+        parser.error(f"--python: expected an environment with orchard-agent in {bin_dir}")
 
     from models.runtime import backend
 
@@ -137,10 +155,11 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; python "
           f"{platform.python_version()}; runtime {rt.name} {rt.version}; "
           f"load average {os.getloadavg()[0]:.1f} at start")  # fmt: skip
+    print(f"agent: {bin_dir / 'orchard-agent'}")
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        agent = Agent(root)
+        agent = Agent(root, bin_dir)
         _export(root / "export")
         inbox = root / "state" / "models" / "inbox"
         inbox.mkdir(parents=True)
