@@ -1,6 +1,6 @@
 """What the agent's parts tell the health reporter: the ``health`` and ``birth`` sections.
 
-Names, counts and figures only; never a sensor reading (DESIGN §3.2).
+Names, counts and figures only; never a sensor reading (docs/architecture.md, MQTT health).
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ def health_sections(
         },
     }
     if trainer is not None:
-        t = trainer.state()
+        t = trainer.current_status()
         out["training"] = {
-            "state": _TRAINER_STATE.get(str(t.get("state")), str(t.get("state") or "idle")),
-            "round": t.get("round"),
-            "last_duration_s": t.get("last_duration_s"),
-            "peak_rss_mb": t.get("peak_rss_mb"),
-            "last_outcome": t.get("last_outcome"),
-            "failures_in_row": int(t.get("failures_in_row") or 0),
+            "state": _TRAINER_STATE.get(t.state, t.state),
+            "round": t.round,
+            "last_duration_s": t.last_duration_s,
+            "peak_rss_mb": t.peak_rss_mb,
+            "last_outcome": t.last_outcome,
+            "failures_in_row": t.failures_in_row,
         }
     if supernode is not None:
         info = supernode.info()

@@ -727,7 +727,7 @@ class StateLog:
         while not self.stop.is_set():
             for i, path in enumerate(self.paths):
                 data = status.read(path)
-                self.points.append((time.perf_counter(), i, str(data["state"]), data["round"]))
+                self.points.append((time.perf_counter(), i, data.state, data.round))
             self.stop.wait(self.every_s)
 
     def state_at(self, t: float, device: int = 0) -> str:
@@ -789,7 +789,7 @@ def part_inference(args: argparse.Namespace, work: Path, results: dict[str, Any]
             for k in range(args.inference_runs + 1):
                 wait_until(
                     "the trainer to go idle",
-                    lambda: status.read(trainer_status)["state"] in ("idle", "stopped"),
+                    lambda: status.read(trainer_status).state in ("idle", "stopped"),
                     120.0,
                 )
                 say(f"inference: idle window {k + 1}, {args.idle_seconds:g} s ...")

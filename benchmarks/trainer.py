@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -180,7 +181,8 @@ def initial_weights(spec: Any, path: Path) -> list[np.ndarray]:
 
 
 def rounds(args: argparse.Namespace, cgroup: Cgroup | None) -> list[dict[str, float]]:
-    from agent.federation import wire
+    from agent.federation import trainer_api
+    from agent.federation.trainer_api import TrainerRequest, TrainParams
 
     rows: list[dict[str, float]] = []
     with (
@@ -191,19 +193,19 @@ def rounds(args: argparse.Namespace, cgroup: Cgroup | None) -> list[dict[str, fl
         if cgroup is not None:  # after this process's child read TensorFlow: evict it again
             assert "tensorflow" not in sys.modules, "this process must not map TensorFlow"
             evict_tensorflow_pages()
-        train = {"epochs": args.epochs, "batch_size": 32, "learning_rate": 0.01}
+        train = TrainParams(epochs=args.epochs, batch_size=32, learning_rate=0.01)
         for rnd in range(1, args.rounds + 1):
-            header = {"op": "fit", "run_id": "bench", "round": rnd, "spec": spec.to_dict()}
-            header["train"] = train
+            fit = TrainerRequest("fit", "bench", rnd, spec.to_dict(), train)
             t0 = time.perf_counter()
-            reply, weights = wire.call(str(sock), header, weights, timeout=600)
+            reply, weights = trainer_api.call(str(sock), fit, weights, timeout=600)
             t1 = time.perf_counter()
-            assert reply.get("ok"), reply
-            header.update(op="evaluate", quantization="int8", model_name="bench")
-            header["personalize"] = args.personalize
-            reply, _ = wire.call(str(sock), header, weights, timeout=600)
+            assert reply.ok, reply
+            evaluate = dataclasses.replace(
+                fit, op="evaluate", model_name="bench", personalize=args.personalize
+            )
+            reply, _ = trainer_api.call(str(sock), evaluate, weights, timeout=600)
             t2 = time.perf_counter()
-            assert reply.get("ok"), reply
+            assert reply.ok, reply
             row = {"round": rnd, **status_mb(trainer_pid(sup)), "fit_s": t1 - t0, "eval_s": t2 - t1}
             rows.append(row)
             print(

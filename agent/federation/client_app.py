@@ -35,8 +35,9 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.compat.common import recorddict_compat as compat
 
 from agent import config as agent_config
-from agent.federation import gate, status, wire
+from agent.federation import gate, status, trainer_api, wire
 from agent.federation.messages import ErrorCode, MessageSchemaError, check_metrics
+from agent.federation.trainer_api import TrainerMessageError, TrainerRequest, TrainParams
 
 logger = logging.getLogger(__name__)
 
@@ -163,43 +164,43 @@ def _round(
 
     run = context.run_config
     rnd = int(_number(round_cfg.get("server-round", 0)))
-    train = {local: run[key] for key, local in _TRAIN_KEYS.items() if key in run}
+    train: dict[str, Any] = {local: run[key] for key, local in _TRAIN_KEYS.items() if key in run}
     train["mu"] = _number(round_cfg.get("proximal-mu", 0.0))
-    header: dict[str, Any] = {
-        "op": "fit" if kind == "train" else "evaluate",
-        "run_id": str(context.run_id),
-        "round": rnd,
-        "spec": json.loads(str(run["model-spec"])),
-        "train": train,
-        "quantization": str(run.get("quantization", "int8")),
-        "model_name": str(run.get("model-name", "")),
-        "personalize": cfg.federation.personalize,
-    }
+    request = TrainerRequest(
+        op="fit" if kind == "train" else "evaluate",
+        run_id=str(context.run_id),
+        round=rnd,
+        spec=json.loads(str(run["model-spec"])),
+        train=TrainParams(**train),
+        quantization=str(run.get("quantization", "int8")),
+        model_name=str(run.get("model-name", "")),
+        personalize=cfg.federation.personalize,
+    )
     frozen = _indices(round_cfg.get("frozen-arrays", ""), len(arrays))
     try:
-        reply, out = wire.call(
+        reply, out = trainer_api.call(
             str(cfg.federation.trainer_socket),
-            header,
+            request,
             arrays,
             timeout=cfg.training.max_seconds + 120.0,
         )
+    except TrainerMessageError as exc:
+        raise RoundFailed(ErrorCode.TRAINER_FAILED, str(exc)) from exc
     except wire.WireError as exc:
         after = status.read(status_path)
-        if after.get("last_outcome") in ("over_memory", "over_time"):
+        if after.over_budget:
             raise RoundFailed(
                 ErrorCode.OVER_BUDGET,
-                f"trainer stopped over budget: {after.get('last_reason')}",
-                str(after["last_outcome"]),
+                f"trainer stopped over budget: {after.last_reason}",
+                str(after.last_outcome),
             ) from exc
         raise RoundFailed(ErrorCode.TRAINER_FAILED, f"trainer: {exc}") from exc
-    if not reply.get("ok"):
-        code = int(reply.get("code", ErrorCode.TRAINER_FAILED))
+    if not reply.ok:
+        code = reply.code if reply.code is not None else ErrorCode.TRAINER_FAILED
         known = code in ErrorCode._value2member_map_
-        raise RoundFailed(
-            ErrorCode(code) if known else ErrorCode.TRAINER_FAILED, str(reply.get("error"))
-        )
+        raise RoundFailed(ErrorCode(code) if known else ErrorCode.TRAINER_FAILED, str(reply.error))
     try:
-        metrics = check_metrics(kind, reply.get("metrics", {}))
+        metrics = check_metrics(kind, reply.metrics)
     except MessageSchemaError as exc:
         raise RoundFailed(ErrorCode.TRAINER_FAILED, str(exc)) from exc
     if kind == "train" and [a.shape for a in out] != [a.shape for a in arrays]:

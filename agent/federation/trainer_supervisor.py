@@ -94,8 +94,12 @@ class TrainerSupervisor:
     def running(self) -> bool:
         return self._child is not None and self._child.poll() is None
 
+    def current_status(self) -> status.TrainerStatus:
+        return status.read(self.status_path)
+
     def state(self) -> dict[str, Any]:
-        data = status.read(self.status_path)
+        """The status document plus this supervisor's counters (``/healthz``)."""
+        data = self.current_status().to_dict()
         data.update(starts=self.starts, kills=self.kills, running=self.running)
         return data
 
@@ -160,8 +164,8 @@ class TrainerSupervisor:
     def _pid(self) -> int | None:
         if self._child is not None:
             return self._child.pid if self._child.poll() is None else None
-        pid = status.read(self.status_path).get("pid")
-        return int(pid) if isinstance(pid, int) and psutil.pid_exists(pid) else None
+        pid = status.read(self.status_path).pid
+        return pid if pid is not None and psutil.pid_exists(pid) else None
 
     def _watch(self) -> None:
         pid = self._pid()
@@ -176,7 +180,7 @@ class TrainerSupervisor:
         rss_mb = sum(rss for rss, _ in usage) / 2**20
         anon_mb = sum(anon for _, anon in usage) / 2**20
         current = status.read(self.status_path)
-        peak = max(float(current.get("peak_rss_mb") or 0.0), rss_mb)
+        peak = max(current.peak_rss_mb or 0.0, rss_mb)
         if anon_mb > self.budget.memory_mb:
             reason = (
                 f"anonymous memory {anon_mb:.0f} MB (RSS {rss_mb:.0f} MB) > memory_mb "
@@ -184,9 +188,8 @@ class TrainerSupervisor:
             )
             self._kill(pid, "over_memory", reason, peak)
             return
-        started = current.get("request_started")
-        if isinstance(started, int | float):
-            elapsed = time.time() - started
+        if current.request_started is not None:
+            elapsed = time.time() - current.request_started
             if elapsed > self.budget.max_seconds + GRACE_S:
                 self._kill(
                     pid,
@@ -204,10 +207,15 @@ class TrainerSupervisor:
             os.kill(pid, signal.SIGSTOP)
         except OSError:
             return
-        status.update(
-            self.status_path, state="stopped", pid=None, request_started=None,
-            last_outcome=outcome, last_reason=reason, peak_rss_mb=round(peak, 1),
-        )  # fmt: skip
+        stopped = {
+            "state": "stopped", "pid": None, "request_started": None, "last_outcome": outcome,
+            "last_reason": reason, "peak_rss_mb": round(peak, 1),
+        }  # fmt: skip
+        try:
+            status.update(self.status_path, **stopped)
+            recorded = True
+        except status.StatusError:  # frozen while holding the status lock: kill, then record
+            recorded = False
         with contextlib.suppress(ProcessLookupError):  # gone by itself meanwhile: same outcome
             os.kill(pid, signal.SIGKILL)
         if self._child is not None:
@@ -215,6 +223,8 @@ class TrainerSupervisor:
                 self._child.wait(10)
             except subprocess.TimeoutExpired:
                 logger.error("trainer pid %d did not die after SIGKILL", pid)
+        if not recorded:  # its death released the lock
+            status.update(self.status_path, **stopped)
         self.kills += 1
         self._refuse_waiting()
         self.on_event(

@@ -21,6 +21,7 @@ import numpy as np
 
 from agent.federation import status
 from agent.federation.messages import ErrorCode, check_metrics
+from agent.federation.trainer_api import TrainerMessageError, TrainerReply, TrainerRequest
 from agent.store.base import Store
 from agent.trainer.data import LocalData, NoDataError, load
 from models import families
@@ -60,23 +61,25 @@ class Jobs:
         self._models: dict[str, Any] = {}
 
     def handle(self, header: dict[str, Any], arrays: list[np.ndarray]) -> Reply:
-        op = header.get("op")
-        if op == "ping":
-            return {"ok": True, "pid_rss_mb": peak_rss_mb()}, []
-        if op not in ("fit", "evaluate"):
-            raise JobError(
-                ErrorCode.BAD_REQUEST, f"expected op fit, evaluate or ping. Received: op={op!r}"
-            )
         try:
-            spec = ModelSpec.from_dict(header["spec"])
+            request = TrainerRequest.decode(header)
+        except TrainerMessageError as exc:
+            raise JobError(ErrorCode.BAD_REQUEST, str(exc)) from exc
+        if request.op == "ping":
+            return TrainerReply(ok=True, pid_rss_mb=peak_rss_mb()).encode(), []
+        try:
+            spec = ModelSpec.from_dict(dict(request.spec or {}))
         except (KeyError, TypeError, ValueError, ModelError) as exc:
             raise JobError(ErrorCode.BAD_REQUEST, f"spec: {exc}") from exc
-        rnd = int(header.get("round", 0))
+        op = request.op
         state = "training" if op == "fit" else "evaluating"
         status.update(
-            self.status_path, state=state, round=rnd, run_id=header.get("run_id"),
+            self.status_path,
+            state=state,
+            round=request.round,
+            run_id=request.run_id,
             request_started=self.clock(),
-        )  # fmt: skip
+        )
         started = time.perf_counter()
         try:
             model = self._model(spec)
@@ -89,9 +92,9 @@ class Jobs:
             except NoDataError as exc:
                 raise JobError(ErrorCode.NO_DATA, str(exc)) from exc
             if op == "fit":
-                reply = self._fit(model, spec, data, header, arrays)
+                reply = self._fit(model, spec, data, request, arrays)
             else:
-                reply = self._evaluate(model, spec, data, header, arrays)
+                reply = self._evaluate(model, spec, data, request, arrays)
         except JobError as exc:
             status.update(
                 self.status_path, state="idle", last_outcome="error", last_reason=str(exc),
@@ -118,17 +121,17 @@ class Jobs:
         model: Any,
         spec: ModelSpec,
         data: LocalData,
-        header: dict[str, Any],
+        request: TrainerRequest,
         global_weights: Sequence[np.ndarray],
     ) -> Reply:
-        train = header.get("train", {})
+        train = request.train
         try:
             config = TrainConfig(
-                epochs=int(train.get("epochs", 1)),
-                batch_size=int(train.get("batch_size", 32)),
-                learning_rate=float(train.get("learning_rate", 1e-3)),
-                mu=float(train.get("mu", 0.0)),
-                seed=int(header.get("round", 0)),
+                epochs=train.epochs,
+                batch_size=train.batch_size,
+                learning_rate=train.learning_rate,
+                mu=train.mu,
+                seed=request.round,
             )
             result = fit(
                 model, spec, (data.x_train, data.y_train), config,
@@ -152,14 +155,14 @@ class Jobs:
             },
         )
         weights = [np.asarray(w, np.float32) for w in result.weights]
-        return {"ok": True, "metrics": metrics}, weights
+        return TrainerReply(ok=True, metrics=metrics).encode(), weights
 
     def _evaluate(
         self,
         model: Any,
         spec: ModelSpec,
         data: LocalData,
-        header: dict[str, Any],
+        request: TrainerRequest,
         global_weights: Sequence[np.ndarray],
     ) -> Reply:
         name = metric_name(spec.task)
@@ -167,24 +170,26 @@ class Jobs:
         glob = evaluate(model, spec, val)
         serve, served = model, glob
         personalized = 0.0
-        if header.get("personalize"):
+        if request.personalize:
             personal = families.build(spec)
             set_weights(personal, global_weights)
-            train = header.get("train", {})
+            train = request.train
             fit(
-                personal, spec, (data.x_train, data.y_train),
+                personal,
+                spec,
+                (data.x_train, data.y_train),
                 TrainConfig(
-                    epochs=int(train.get("epochs", 1)),
-                    batch_size=int(train.get("batch_size", 32)),
-                    learning_rate=float(train.get("learning_rate", 1e-3)),
+                    epochs=train.epochs,
+                    batch_size=train.batch_size,
+                    learning_rate=train.learning_rate,
                     freeze_base=True,
-                    seed=int(header.get("round", 0)),
+                    seed=request.round,
                 ),
-            )  # fmt: skip
+            )
             own = evaluate(personal, spec, val)
             if _better(spec, own, glob, name):
                 serve, served, personalized = personal, own, 1.0
-        installed = self._export(serve, spec, data, header, served, personalized)
+        installed = self._export(serve, spec, data, request, served, personalized)
         metrics = check_metrics(
             "evaluate",
             {
@@ -197,23 +202,22 @@ class Jobs:
                 "installed": 1.0 if installed else 0.0,
             },
         )
-        return {"ok": True, "metrics": metrics}, []
+        return TrainerReply(ok=True, metrics=metrics).encode(), []
 
     def _export(
         self,
         model: Any,
         spec: ModelSpec,
         data: LocalData,
-        header: dict[str, Any],
+        request: TrainerRequest,
         metrics: dict[str, float],
         personalized: float,
     ) -> bool:
         """Export to ``inbox/.NAME.tmp`` and rename to ``inbox/NAME``; False if refused."""
-        rnd = int(header.get("round", 0))
-        run_id = str(header.get("run_id", "local"))
-        version = f"{run_id}.{rnd}" + ("+personal" if personalized else "")
-        name = str(header.get("model_name") or f"{spec.family}-{spec.task.value}")
-        wanted = str(header.get("quantization", "int8"))
+        rnd = request.round
+        version = f"{request.run_id}.{rnd}" + ("+personal" if personalized else "")
+        name = request.model_name or f"{spec.family}-{spec.task.value}"
+        wanted = request.quantization
         status.update(self.status_path, state="exporting")
         self.inbox.mkdir(parents=True, exist_ok=True)
         held = (data.x_val[:256], None if data.y_val is None else data.y_val[:256])

@@ -21,6 +21,7 @@ import numpy as np
 
 from agent import cpus
 from agent.federation import wire
+from agent.federation.trainer_api import TrainerReply
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def serve(
                 reply, out = handler(header, arrays)
             except Exception as exc:  # reported to the caller, the trainer stays up
                 code, message = on_error(exc)
-                reply, out = {"ok": False, "code": code, "error": message}, []
+                reply, out = TrainerReply.failed(code, message).encode(), []
             try:
                 wire.send(conn, reply, out)
             except wire.WireError as exc:

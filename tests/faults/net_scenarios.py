@@ -398,7 +398,7 @@ def predict(device: Device) -> int:
         return -1
 
 
-def _trainer(device: Device) -> dict[str, Any]:
+def _trainer(device: Device) -> trainer_status.TrainerStatus:
     return trainer_status.read(trainer_status.path_for(device.root))
 
 
@@ -472,7 +472,7 @@ def superlink_kills(
 
             def mid_round(run: str = run_id) -> bool:
                 return any(
-                    _trainer(d).get("state") == "training" and _trainer(d).get("run_id") == run
+                    _trainer(d).state == "training" and _trainer(d).run_id == run
                     for d in fleet.devices
                 )
 
@@ -568,13 +568,13 @@ def trainer_hang(fleet: FedFleet, *, progress: Progress = _quiet) -> HangResult:
 
         def training() -> int | None:
             s = _trainer(victim)
-            busy = s.get("state") == "training" and s.get("run_id") == run_id
-            return int(s["pid"]) if busy and s.get("round") == 1 and s.get("pid") else None
+            busy = s.state == "training" and s.run_id == run_id and s.round == 1
+            return s.pid if busy else None
 
         pid = wait_until("the victim to train round 1", training, 240, 0.02)
         os.kill(pid, signal.SIGSTOP)
         try:
-            if _trainer(victim).get("state") != "training":
+            if _trainer(victim).state != "training":
                 raise AssertionError("round 1 finished before the trainer was frozen")
             progress(f"trainer pid {pid} frozen in round 1")
             with ThreadPoolExecutor(1) as pool:  # follow the run; watch /healthz meanwhile

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +11,10 @@ import pytest
 from agent import config as agent_config
 from agent.federation import status, wire
 from agent.federation.messages import EVALUATE_KEYS, TRAIN_KEYS
+from agent.federation.trainer_api import TrainerRequest, TrainParams, call
 from agent.federation.trainer_supervisor import TrainerSupervisor
 from tests.agent.trainer.conftest import SPEC
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.fleet]
 
@@ -40,42 +42,47 @@ def test_fit_then_evaluate_hands_a_model_to_the_agent(device_dir: Path) -> None:
     sup = _supervisor(device_dir)
     try:
         weights = _initial_weights()
-        header = {"op": "fit", "run_id": "r1", "round": 1, "spec": SPEC.to_dict(),
-                  "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.01}}  # fmt: skip
-        reply, out = wire.call(str(device_dir / "t.sock"), header, weights, timeout=120)
-        assert reply["ok"], reply
-        assert sorted(reply["metrics"]) == sorted(TRAIN_KEYS)
+        request = TrainerRequest(
+            op="fit",
+            run_id="r1",
+            round=1,
+            spec=SPEC.to_dict(),
+            train=TrainParams(epochs=2, batch_size=32, learning_rate=0.01),
+        )
+        reply, out = call(str(device_dir / "t.sock"), request, weights, timeout=120)
+        assert reply.ok, reply
+        assert sorted(reply.metrics) == sorted(TRAIN_KEYS)
         assert [a.shape for a in out] == [w.shape for w in weights]
-        assert reply["metrics"]["num-examples"] == 320
-        assert reply["metrics"]["val_metric"] > 0.6, reply  # balanced classes: chance is 1/3
+        assert reply.metrics["num-examples"] == 320
+        assert reply.metrics["val_metric"] > 0.6, reply  # balanced classes: chance is 1/3
         assert sup.starts == 1
 
         trained = out
-        header = {**header, "op": "evaluate", "quantization": "int8", "model_name": "t"}
-        reply, out = wire.call(str(device_dir / "t.sock"), header, trained, timeout=120)
-        assert reply["ok"], reply
-        assert sorted(reply["metrics"]) == sorted(EVALUATE_KEYS) and out == []
-        assert reply["metrics"]["installed"] == 1.0
+        request = replace(request, op="evaluate", quantization="int8", model_name="t")
+        reply, out = call(str(device_dir / "t.sock"), request, trained, timeout=120)
+        assert reply.ok, reply
+        assert sorted(reply.metrics) == sorted(EVALUATE_KEYS) and out == []
+        assert reply.metrics["installed"] == 1.0
         bundles = [p.name for p in (device_dir / "models" / "inbox").iterdir()]
         assert bundles == ["t-r1.1-int8"]
         assert sup.starts == 1  # warm: the same process answered both
         st = status.read(status.path_for(device_dir))
-        assert st["last_outcome"] == "ok" and st["state"] == "idle"
+        assert st.last_outcome == "ok" and st.state == "idle"
 
         # Personalisation: the head is fine-tuned locally; both results are reported and the
         # personalised model is served only when it beats the global one on local validation.
         # A global model whose head says nothing (zeros): the local head must win.
         mute = [*trained[:-2], np.zeros_like(trained[-2]), np.zeros_like(trained[-1])]
-        header = {**header, "round": 2, "personalize": True}
-        reply, _ = wire.call(str(device_dir / "t.sock"), header, mute, timeout=120)
-        m = reply["metrics"]
-        assert reply["ok"] and m["installed"] == 1.0
+        request = replace(request, round=2, personalize=True)
+        reply, _ = call(str(device_dir / "t.sock"), request, mute, timeout=120)
+        m = reply.metrics
+        assert reply.ok and m["installed"] == 1.0
         assert m["personalized"] == 1.0 and m["personal_metric"] > m["metric"], m
         assert (device_dir / "models" / "inbox" / "t-r1.2+personal-int8").is_dir()
         # A trained global model: served as is unless the local head beats it.
-        header = {**header, "round": 3}
-        reply, _ = wire.call(str(device_dir / "t.sock"), header, trained, timeout=120)
-        m = reply["metrics"]
+        request = replace(request, round=3)
+        reply, _ = call(str(device_dir / "t.sock"), request, trained, timeout=120)
+        m = reply.metrics
         if m["personalized"]:
             assert m["personal_metric"] > m["metric"]
         else:
@@ -87,13 +94,14 @@ def test_fit_then_evaluate_hands_a_model_to_the_agent(device_dir: Path) -> None:
 def test_bad_arrays_are_refused_and_the_trainer_stays_up(device_dir: Path) -> None:
     sup = _supervisor(device_dir)
     try:
-        header = {"op": "fit", "round": 1, "spec": SPEC.to_dict()}
-        reply, _ = wire.call(
-            str(device_dir / "t.sock"), header, [np.zeros(3, np.float32)], timeout=120
-        )
-        assert not reply["ok"] and reply["code"] == 605 and "weight arrays" in reply["error"]
-        reply, _ = wire.call(str(device_dir / "t.sock"), {"op": "ping"}, timeout=30)
-        assert reply["ok"] and sup.starts == 1
+        request = TrainerRequest(op="fit", round=1, spec=SPEC.to_dict())
+        reply, _ = call(str(device_dir / "t.sock"), request, [np.zeros(3, np.float32)], timeout=120)
+        assert not reply.ok and reply.code == 605 and "weight arrays" in str(reply.error)
+        # a header that is no request at all: refused by name, the trainer stays up
+        bad, _ = wire.call(str(device_dir / "t.sock"), {"op": "dance"}, timeout=30)
+        assert bad["code"] == 605 and "expected version to be 1" in bad["error"]
+        reply, _ = call(str(device_dir / "t.sock"), TrainerRequest(op="ping"), timeout=30)
+        assert reply.ok and sup.starts == 1
     finally:
         sup.stop()
 
@@ -101,14 +109,13 @@ def test_bad_arrays_are_refused_and_the_trainer_stays_up(device_dir: Path) -> No
 def test_over_memory_budget_is_killed_and_recorded(device_dir: Path) -> None:
     sup = _supervisor(device_dir, memory_mb=120)  # TensorFlow alone needs several times this
     try:
-        header = {"op": "fit", "round": 1, "spec": SPEC.to_dict()}
+        request = TrainerRequest(op="fit", round=1, spec=SPEC.to_dict())
         with pytest.raises(wire.WireError):
-            wire.call(str(device_dir / "t.sock"), header, _initial_weights(), timeout=120)
-        deadline = time.monotonic() + 30
-        while sup.kills == 0 and time.monotonic() < deadline:
-            time.sleep(0.1)
+            call(str(device_dir / "t.sock"), request, _initial_weights(), timeout=120)
+        wait_until(lambda: sup.kills, 30, "the supervisor's kill")
         st = status.read(status.path_for(device_dir))
-        assert sup.kills == 1 and st["last_outcome"] == "over_memory"
-        assert "memory_mb 120" in st["last_reason"] and st["peak_rss_mb"] > 120
+        assert sup.kills == 1 and st.last_outcome == "over_memory"
+        assert st.last_reason is not None and "memory_mb 120" in st.last_reason
+        assert st.peak_rss_mb is not None and st.peak_rss_mb > 120
     finally:
         sup.stop()

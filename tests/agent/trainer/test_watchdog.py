@@ -87,5 +87,5 @@ def test_anonymous_memory_over_the_budget_is_stopped(device_dir: Path, stand_in)
     assert sup.kills == 1
     proc.wait(10)
     st = status.read(status.path_for(device_dir))
-    assert st["last_outcome"] == "over_memory"
-    assert "anonymous memory" in st["last_reason"] and "memory_mb 120" in st["last_reason"]
+    assert st.last_outcome == "over_memory" and st.last_reason is not None
+    assert "anonymous memory" in st.last_reason and "memory_mb 120" in st.last_reason

@@ -23,8 +23,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.federation import wire
+from agent.federation import trainer_api, wire
 from agent.federation.messages import EVALUATE_KEYS, TRAIN_KEYS, ErrorCode
+from agent.federation.trainer_api import TrainerRequest
 from coordinator.demo import datasets
 from coordinator.demo.fleet import Device, free_port, wait_connected, wait_until
 from coordinator.demo.partition import Partitioning, split
@@ -111,8 +112,8 @@ def _warm_trainers(devices: list[Device], timeout: float) -> None:
 
     def ping(device: Device) -> None:
         try:
-            replies[device.device_id] = wire.call(
-                str(device.root / "trainer.sock"), {"op": "ping"}, timeout=timeout
+            replies[device.device_id] = trainer_api.call(
+                str(device.root / "trainer.sock"), TrainerRequest(op="ping"), timeout=timeout
             )[0]
         except wire.WireError as exc:
             replies[device.device_id] = exc
