@@ -9,12 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.waiting import wait_until
 
 BIN = Path(sys.executable).parent
 
@@ -23,16 +25,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)  # polling an external process; bounded by the deadline
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _recv_until(sock: socket.socket, wanted: str, timeout: float) -> list[str]:
@@ -111,11 +103,14 @@ def test_agent_process_end_to_end(agent: dict[str, Any], exported: Path) -> None
     inbox = agent["state"] / "models" / "inbox"
     shutil.copytree(exported, inbox / ".rooms-7.tmp")
     (inbox / ".rooms-7.tmp").rename(inbox / "rooms-7")
-    _until(lambda: client.get("/healthz").json()["model_loaded"], 30, "the model to load")
+    wait_until(lambda: client.get("/healthz").json()["model_loaded"], 30, "the model to load")
     assert client.get("/api/info").json()["version"] == "7"
 
-    latest = _until(lambda: (r := client.get("/api/predict/latest")).status_code == 200 and r, 30,
-                    "a prediction on the latest window")  # fmt: skip
+    latest = wait_until(
+        lambda: (r := client.get("/api/predict/latest")).status_code == 200 and r,
+        30,
+        "a prediction on the latest window",
+    )
     assert latest.json()["result"]["label"] in ("empty", "occupied", "ventilating")
 
     # A truncated model in the inbox is rejected; the good one keeps serving.
@@ -125,7 +120,7 @@ def test_agent_process_end_to_end(agent: dict[str, Any], exported: Path) -> None
     (bad / "model.tflite").write_bytes(content[: len(content) // 3])
     bad.rename(inbox / "broken")
     rejected = agent["state"] / "models" / "rejected"
-    _until(lambda: rejected.exists() and any(rejected.iterdir()), 30, "the rejection")
+    wait_until(lambda: rejected.exists() and any(rejected.iterdir()), 30, "the rejection")
     assert client.get("/api/info").json()["version"] == "7"
     ok = client.post("/api/predict", json={"features": [21, 45, 1013, 100, 450]})
     assert ok.status_code == 200 and ok.json()["model_version"] == "7"

@@ -3,7 +3,7 @@
     child(role, ...)      ``python -m MODULE ROLE ARGS``; MODULE names its roles (see :func:`main`)
     Output(proc)          a child's output, read in a thread, lines awaited with a deadline
     Agent(config, port)   ``orchard-agent run`` (or the ``agent`` role: plugin drivers added)
-    until(check, ...)     poll a condition; a timeout is a broken promise (``AssertionError``)
+    wait_until(check, ...)  from tests.waiting: poll; a timeout is a broken promise
 
 The ``agent`` role is ``orchard-agent``'s own ``main`` with two plugin drivers registered
 (``hang`` and ``boom``) and, with ``--kill-at STEP``, a SIGKILL at one step of ``ModelSlots``.
@@ -19,30 +19,20 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from agent.errors import SensorError
 from agent.sensors.base import Clock, DriverBase, Feature
 from agent.types import Reading
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_BIN = Path(sys.executable).parent / "orchard-agent"
 MODULE = "tests.faults.agent_procs"  # the module the ``agent`` role runs from
-T = TypeVar("T")
 Role = Callable[[list[str]], None]
 
 
 # -- plumbing ----------------------------------------------------------------------------------
-
-
-def until(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    from tests.agent.health.helpers import wait_until
-
-    try:
-        return wait_until(check, timeout, what)
-    except TimeoutError as exc:  # a promise not kept in time, as the scenarios report it
-        raise AssertionError(str(exc)) from None
 
 
 def child_env() -> dict[str, str]:
@@ -193,7 +183,7 @@ class Agent:
             health = self.healthz()
             return health if health and (health["model_loaded"] or not model) else None
 
-        return until(ready, timeout, "the agent's /healthz")
+        return wait_until(ready, timeout, "the agent's /healthz")
 
     def predict(self, instances: Sequence[Any]) -> tuple[int, dict[str, Any]]:
         response = self.http.post("/api/predict", json={"instances": list(instances)})

@@ -40,7 +40,6 @@ from tests.faults.agent_procs import (
     export_bundles,
     main,
     stop_process,
-    until,
 )
 from tests.faults.store_scenarios import (
     enospc_available,
@@ -50,6 +49,7 @@ from tests.faults.store_scenarios import (
     run_store_enospc,
     run_store_kills,
 )
+from tests.waiting import wait_until
 
 __all__ = [
     "ROLES",
@@ -157,7 +157,7 @@ def run_swap_kills(
     final = Manifest.load(inbox / "candidate" / MANIFEST_FILE).version
     with Agent(config, port, plugins=False) as agent:
         times.append(_serves(agent, serving, golden))
-        until(lambda: agent.up()["model"]["version"] == final, 60, f"version {final} to serve")
+        wait_until(lambda: agent.up()["model"]["version"] == final, 60, f"version {final} to serve")
         status, body = agent.predict(golden)
         assert status == 200 and body["model_version"] == final, (status, body)
         assert stop_process(agent.proc) == 0, agent.out.tail()
@@ -187,7 +187,7 @@ def run_sensor_faults(workdir: Path, seconds: float = 3.0) -> dict[str, Any]:
     db = workdir / "agent" / "state" / "store.db"
     with Agent(config, port) as agent:
         expected = {"env": "ok", "stuck": "disabled", "broken": "disabled"}
-        until(lambda: agent.up()["sensors"] == expected, 30, f"sensor states {expected}")
+        wait_until(lambda: agent.up()["sensors"] == expected, 30, f"sensor states {expected}")
         rows_before = len(read_seqs_ts(db))
         read_before = agent.metric("orchard_sensor_readings_accepted_total", sensor="env")
         threading.Event().wait(seconds)  # the figure is a rate over this span
@@ -287,7 +287,7 @@ def run_clock_jumps(
         expired_rows = store.stats().rows
         queued = reporter.outbox.stats().queued
         reporter.start()  # connects, adds one forced message, sends everything in order
-        seqs = until(lambda: _seqs(collector, queued + 1), 30, "every health message")
+        seqs = wait_until(lambda: _seqs(collector, queued + 1), 30, "every health message")
         status = sampler.status()["env"]
     finally:
         reporter.stop(timeout=5)

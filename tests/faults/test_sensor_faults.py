@@ -23,8 +23,8 @@ from agent.sensors.sampler import Sampler, SamplerConfig
 from agent.sensors.status import SensorState
 from agent.types import Reading, Sample
 from tests.fakes import FakeClock
-from tests.faults.agent_procs import until
 from tests.faults.agent_scenarios import run_sensor_faults
+from tests.waiting import wait_until
 
 
 class Driver(DriverBase):
@@ -109,7 +109,7 @@ def test_the_sampling_thread_survives_a_driver_calling_sys_exit() -> None:
         for d in (bad, good)
     ]
     with Sampler(configs, samples.append, clock=time.time) as sampler:
-        until(lambda: bad.calls >= 3 and len(samples) >= 10, 10, "reads after SystemExit")
+        wait_until(lambda: bad.calls >= 3 and len(samples) >= 10, 10, "reads after SystemExit")
         assert sampler.running
 
 
@@ -147,7 +147,7 @@ def test_a_hung_read_that_returns_lets_its_sensor_come_back(
         clock.advance(1.0)
     assert sampler.status()["hung"].state is SensorState.DISABLED and hung.calls == 1
     release.set()  # the bus comes back: the stuck read returns (its late result is dropped)
-    until(lambda: not sampler._slots[0].worker.busy, 5, "the hung read to end")
+    wait_until(lambda: not sampler._slots[0].worker.busy, 5, "the hung read to end")
     clock.advance(10.0)
     sampler.poll_once()  # the probe after retry_disabled_s
     assert sampler.status()["hung"].state is SensorState.OK and hung.calls == 2

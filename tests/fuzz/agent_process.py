@@ -15,38 +15,25 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.waiting import wait_until
+
 BIN = Path(sys.executable).parent
 TOKEN = "fuzz-token-0123456789"
 ADDRESS_SPACE_LIMIT = 2 << 30  # bytes; the agent maps ~0.5 GB, most of it never touched
-T = TypeVar("T")
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def until(check: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)  # polling another process; bounded by the deadline
 
 
 def _limit_address_space() -> None:  # runs in the child between fork and exec
@@ -113,7 +100,7 @@ class AgentProcess:
             preexec_fn=_limit_address_space,
         )  # fmt: skip
         log.close()
-        until(self._serving, timeout, f"the agent to serve on {self.url}\n{self.log()}")
+        wait_until(self._serving, timeout, f"the agent to serve on {self.url}\n{self.log()}")
         return self
 
     def _serving(self) -> bool:
@@ -165,7 +152,7 @@ class AgentProcess:
     def install(self, bundle: Path, name: str, timeout: float = 30.0) -> dict[str, Any]:
         """Offer a good bundle and wait until the agent serves it; returns ``/api/info``."""
         self.offer(bundle, name)
-        until(lambda: not (self.inbox / name).exists(), timeout, f"the agent to take {name}")
+        wait_until(lambda: not (self.inbox / name).exists(), timeout, f"the agent to take {name}")
         with self.client() as c:
             info: dict[str, Any] = c.get("/api/info").json()
         return info

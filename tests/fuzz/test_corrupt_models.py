@@ -31,7 +31,8 @@ from models.manifest import MANIFEST_FILE, Manifest
 from tests.agent.serve.bundles import Bundles
 from tests.brokers import Broker
 from tests.fuzz import corpus
-from tests.fuzz.agent_process import AgentProcess, metric_samples, until
+from tests.fuzz.agent_process import AgentProcess, metric_samples
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +109,7 @@ def offer_all(agent: AgentProcess, candidates: list[corpus.Candidate]) -> None:
     for c in candidates:
         agent.offer(c.path, c.name)
     pending = lambda: [p for p in agent.inbox.iterdir() if not p.name.startswith(".")]  # noqa: E731
-    until(lambda: not pending(), 120, "the agent to take every candidate from its inbox")
+    wait_until(lambda: not pending(), 120, "the agent to take every candidate from its inbox")
 
 
 def golden(bundle: Path) -> Manifest:
@@ -154,7 +155,7 @@ def test_corrupt_candidates_are_refused_and_the_good_model_keeps_serving(
     try:
         offer_all(agent, candidates)
         seen = sum(prober.answers.values())
-        until(lambda: sum(prober.answers.values()) > seen + 20, 30, "answers after the corpus")
+        wait_until(lambda: sum(prober.answers.values()) > seen + 20, 30, "answers after the corpus")
     finally:
         prober.stop()
 
@@ -172,7 +173,7 @@ def test_corrupt_candidates_are_refused_and_the_good_model_keeps_serving(
     fits = lambda e: all(len(str(v)) <= MAX_STR for v in e.values())  # noqa: E731
     short = {Path(e["candidate"]).name for e in rejected if fits(e)}
     assert len(short) > len(candidates) // 2
-    until(
+    wait_until(
         lambda: short <= {Path(e["candidate"]).name for e in events.of("model_rejected")},
         10,
         "the rejection events on MQTT",
@@ -190,7 +191,9 @@ def test_synced_bit_flips_are_refused_or_serve_their_own_golden_samples(
         try:
             offer_all(agent, candidates)
             seen = sum(prober.answers.values())
-            until(lambda: sum(prober.answers.values()) > seen + 20, 30, "answers after the flips")
+            wait_until(
+                lambda: sum(prober.answers.values()) > seen + 20, 30, "answers after the flips"
+            )
         finally:
             prober.stop()
         assert agent.alive(), agent.log()
@@ -229,9 +232,9 @@ def test_every_rejection_reaches_mqtt_naming_why(
     ]
     name = f"long-name-{uuid.uuid4().hex[:6]}-" + "n" * 200  # the reason quotes the path
     agent.offer(candidate.path, name)
-    until(lambda: not (agent.inbox / name).exists(), 30, "the agent to take the candidate")
+    wait_until(lambda: not (agent.inbox / name).exists(), 30, "the agent to take the candidate")
     assert any(Path(e["candidate"]).name == name for e in logged_events(agent, "model_rejected"))
-    until(
+    wait_until(
         lambda: any(Path(e["candidate"]).name == name for e in events.of("model_rejected")),
         3,  # the broker is local: an event is there within milliseconds or not at all
         "the rejection event on MQTT",
@@ -245,7 +248,7 @@ def test_rejections_are_counted_in_metrics(
     candidates = [c for c in corpus.must_refuse(sources, tmp_path) if c.name == "flipped-0"]
     name = f"counted-{uuid.uuid4().hex[:6]}"
     agent.offer(candidates[0].path, name)
-    until(lambda: not (agent.inbox / name).exists(), 30, "the agent to take the candidate")
+    wait_until(lambda: not (agent.inbox / name).exists(), 30, "the agent to take the candidate")
     with agent.client() as client:
         samples = metric_samples(client.get("/metrics").text)
     assert samples.get(("orchard_model_events_total", (("event", "model_rejected"),)), 0) >= 1
@@ -259,7 +262,7 @@ def test_verifying_a_candidate_does_not_grow_the_serving_process(
         bomb = corpus.memory_bomb(sources, tmp_path / "corpus", rows=2**23)  # ~170 MB tensor
         baseline = agent.peak_rss_mb()
         agent.offer(bomb.path, bomb.name)
-        until(lambda: not (agent.inbox / bomb.name).exists(), 60, "the agent to take the bomb")
+        wait_until(lambda: not (agent.inbox / bomb.name).exists(), 60, "the agent to take the bomb")
         grown = agent.peak_rss_mb() - baseline
         assert grown < 64, f"the agent's peak RSS grew by {grown:.0f} MB verifying a candidate"
     finally:

@@ -72,29 +72,51 @@ MINIMAL: dict[str, dict[str, Any]] = {
     },
     "event": {"kind": "x", "ts": 1.0},
 }
-HOSTILE: dict[str, Any] = {
-    "deep": lambda doc: b"[" * 60_000,  # nesting beyond the parser's recursion limit
-    "huge-int-in-float": lambda doc: json.dumps({**doc, "ts": 10**400}).encode(),
-    "int-beyond-64-bits": lambda doc: json.dumps({**doc, "ts": 2**64}).encode(),
-    "utf-16": lambda doc: json.dumps(doc).encode("utf-16"),
-    "utf-32": lambda doc: json.dumps(doc).encode("utf-32"),
-    "bom": lambda doc: b"\xef\xbb\xbf" + json.dumps(doc).encode(),
-    "oversize": lambda doc: json.dumps({**doc, "pad": "x" * codec.MAX_PAYLOAD_BYTES}).encode(),
+# name -> (body from a minimal document, the field named, what the error says was expected)
+HOSTILE: dict[str, tuple[Any, str, str]] = {
+    "deep": (lambda doc: b"[" * 60_000, "", "expected UTF-8 JSON (maximum recursion depth"),
+    "huge-int-in-float": (
+        lambda doc: json.dumps({**doc, "ts": 10**400}).encode(),
+        ".ts",
+        "expected a finite number. Received: ts=1000",
+    ),
+    "int-beyond-64-bits": (
+        lambda doc: json.dumps({**doc, "ts": 2**64}).encode(),
+        ".ts",
+        "expected a finite number. Received: ts=18446744073709551616",
+    ),
+    "utf-16": (lambda doc: json.dumps(doc).encode("utf-16"), "", "expected UTF-8 JSON ('utf-8'"),
+    "utf-32": (lambda doc: json.dumps(doc).encode("utf-32"), "", "expected UTF-8 JSON ('utf-8'"),
+    "bom": (
+        lambda doc: b"\xef\xbb\xbf" + json.dumps(doc).encode(),
+        "",
+        "expected UTF-8 JSON (Unexpected UTF-8 BOM",
+    ),
+    "oversize": (
+        lambda doc: json.dumps({**doc, "pad": "x" * codec.MAX_PAYLOAD_BYTES}).encode(),
+        "",
+        f"expected at most {codec.MAX_PAYLOAD_BYTES} bytes. Received:",
+    ),
 }
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_minimal_payloads_are_valid(kind: str) -> None:
-    assert decode_payload(kind, json.dumps(MINIMAL[kind]).encode())
+    payload = decode_payload(kind, json.dumps(MINIMAL[kind]).encode())
+    assert type(payload) is PAYLOADS[kind]
+    assert payload == PAYLOADS[kind].validate(MINIMAL[kind])
+    again = json.loads(payload.to_json())  # every field given comes back, defaults added
+    assert {k: again[k] for k in MINIMAL[kind]} == MINIMAL[kind]
 
 
 @pytest.mark.parametrize("hostile", list(HOSTILE))
 @pytest.mark.parametrize("kind", KINDS)
 def test_known_hostile_payloads_are_refused(kind: str, hostile: str) -> None:
-    data = HOSTILE[hostile](MINIMAL[kind])
+    build, field, expected = HOSTILE[hostile]
     with pytest.raises(SchemaError) as info:
-        decode_payload(kind, data)
-    assert info.value.field.startswith(kind)
+        decode_payload(kind, build(MINIMAL[kind]))
+    assert info.value.field == kind + field
+    assert str(info.value).startswith(f"{kind}{field}: {expected}")
 
 
 @pytest.mark.parametrize("kind", KINDS)

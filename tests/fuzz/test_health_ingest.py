@@ -27,9 +27,9 @@ from coordinator.health.metrics import HealthMetrics
 from coordinator.health.registry import Registry
 from coordinator.health.settings import MqttSettings
 from tests.brokers import Broker
-from tests.fuzz.agent_process import until
 from tests.fuzz.conftest import fuzz
 from tests.fuzz.health_payloads import KINDS, documents, json_values
+from tests.waiting import wait_until
 
 
 class Ingest:
@@ -125,7 +125,7 @@ def test_every_message_is_stored_or_counted_and_bad_ones_cost_only_themselves(
     order.shuffle(messages)
     for _, _, topic, body in messages:  # queued back to back: the writer batches them
         ingest.deliver(topic, body)
-    until(ingest.ingest.drained, 10, "the ingest to drain its queue")
+    wait_until(ingest.ingest.drained, 10, "the ingest to drain its queue")
 
     after = ingest.counts()
     delta = {k: after[k] - before[k] for k in after}
@@ -167,7 +167,7 @@ def test_a_poisoned_burst_through_mosquitto_keeps_the_good_messages(
         for info in published:
             info.wait_for_publish(timeout=5)
         total = len(published)
-        until(lambda: sum(it.counts().values()) >= total, 15, "every message to be accounted")
+        wait_until(lambda: sum(it.counts().values()) >= total, 15, "every message to be accounted")
         for name in poison:
             assert it.stored("status", f"good-{name}"), name
             assert not it.stored("status", name), name

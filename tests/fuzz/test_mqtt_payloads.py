@@ -25,8 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from agent.sensors.mqtt import MqttDriver
 from tests.brokers import Broker
 from tests.fakes import FakeClock
-from tests.fuzz.agent_process import until
 from tests.fuzz.conftest import fuzz
+from tests.waiting import wait_until
 
 REASONS = {"bad_json", "missing_path", "not_a_number"}
 FIELDS = {"temp_c": "AM2301.Temperature", "hum": "sensors.1.value", "whole": ""}
@@ -217,12 +217,12 @@ def test_a_seeded_corpus_through_mosquitto(mosquitto: Broker) -> None:
     pub.loop_start()
     try:
         assert driver.read() == []  # connects and subscribes
-        until(lambda: driver.ready, 10, "the driver to subscribe")
+        wait_until(lambda: driver.ready, 10, "the driver to subscribe")
         for body in bodies:
             pub.publish(topic, body, qos=1).wait_for_publish(timeout=5)
         total = sum(expected.values())
-        until(lambda: sum(driver.rejected().values()) >= total, 10, "the corpus to be counted")
-        readings = until(driver.read, 10, "the good message's reading")
+        wait_until(lambda: sum(driver.rejected().values()) >= total, 10, "the corpus to be counted")
+        readings = wait_until(driver.read, 10, "the good message's reading")
         assert driver.rejected() == expected
         assert readings[-1].values == merged.values
         assert readings[-1].values["temp_c"] == 21.5 and readings[-1].values["hum"] == 40.0

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -25,19 +25,9 @@ from coordinator.health.service import HealthService
 from provisioning.ca import FleetCA
 from tests.agent.health.helpers import fake_pi
 from tests.tls.conftest import Pki, TlsMosquitto, coordinator_health, make_pki
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def device_mqtt(broker: TlsMosquitto, tls: dict[str, Any], **extra: Any) -> MqttSettings:
@@ -88,13 +78,15 @@ def test_a_provisioned_device_reports_over_tls_to_the_coordinator_ingest(
             r = registry.device("pi-good")
             return r if r and r.birth_doc and r.health_doc and r.status == "ready" else None
 
-        record = wait_for("birth, status and health of pi-good in the registry", complete)
+        record = wait_until(complete, 15.0, "birth, status and health of pi-good in the registry")
         assert record.birth is not None and record.birth.sensors == ("env",)
         assert record.health is not None and record.health.seq >= 0
     finally:
         reporter.stop()
-    wait_for(
-        "the clean stop", lambda: (r := registry.device("pi-good")) and r.status == "disconnected"
+    wait_until(
+        lambda: (r := registry.device("pi-good")) and r.status == "disconnected",
+        15.0,
+        "the clean stop",
     )
 
 
@@ -139,9 +131,10 @@ def _assert_refused(
     hooks = Hooks()
     transport.start(hooks)
     try:
-        wait_for(
-            f"last_error = {expected!r}...",
+        wait_until(
             lambda: (transport.last_error or "").startswith(expected),
+            15.0,
+            f"last_error = {expected!r}...",
         )
         time.sleep(watch_s)  # an observation window (retries every second), not a sync point
     finally:
@@ -168,12 +161,12 @@ def test_an_out_of_date_crl_is_named_and_refreshing_it_lets_devices_in(
         caplog.set_level(logging.WARNING, logger="agent.health.transport")
         transport.start(hooks)
         try:
-            wait_for("the refusal", lambda: transport.last_error)
+            wait_until(lambda: transport.last_error, 15.0, "the refusal")
             assert "certificate expired" in str(transport.last_error)
             assert "or its CRL is out of date" in str(transport.last_error)
             assert pki.ca.refresh_crl() > dt.datetime.now(dt.UTC) + dt.timedelta(days=300)
             broker.restart()  # Mosquitto reads its crlfile at start
-            wait_for("the connection", lambda: hooks.connects)
+            wait_until(lambda: hooks.connects, 15.0, "the connection")
             assert transport.last_error is None
         finally:
             transport.stop(timeout=2.0)

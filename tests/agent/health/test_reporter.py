@@ -15,10 +15,10 @@ from tests.agent.health.helpers import (
     retained_status,
     set_temp,
     set_throttled,
-    wait_until,
 )
 from tests.brokers import Broker
 from tests.fakes import FakeClock
+from tests.waiting import wait_until
 
 STATUS = "orchard/v1/pi-1/status"
 

@@ -11,9 +11,10 @@ import pytest
 
 from agent.health.schema import Health
 from tests.agent.health.conftest import MakeReporter
-from tests.agent.health.helpers import Collector, Gate, retained_status, wait_until
+from tests.agent.health.helpers import Collector, Gate, retained_status
 from tests.brokers import Broker
 from tests.fakes import FakeClock
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 

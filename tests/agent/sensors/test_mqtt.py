@@ -13,9 +13,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.errors import ConfigError, SensorError
 from agent.sensors.mqtt import MqttDriver
+from tests.waiting import wait_until
 
 from .conftest import Broker, FakeClock, free_port
-from .helpers import wait_for
 from .mqtt_proxy import RefuseV5Proxy
 
 
@@ -51,7 +51,7 @@ def make(broker_port: int, topic: str, clock: FakeClock, **options: Any) -> Mqtt
 
 def started(driver: MqttDriver) -> MqttDriver:
     assert driver.read() == []  # first read connects
-    wait_for(lambda: driver.ready)
+    wait_until(lambda: driver.ready)
     return driver
 
 
@@ -71,7 +71,7 @@ def test_latest_values_since_last_read(
         clock.advance(5)
         publish(publisher, topic, {"AM2301": {"Temperature": "22.5"}})
         publish(publisher, topic, {"AM2301": {"Temperature": "hot"}})
-        wait_for(lambda: sum(driver.rejected().values()) == 3)
+        wait_until(lambda: sum(driver.rejected().values()) == 3)
         assert driver.rejected() == {"bad_json": 1, "missing_path": 1, "not_a_number": 1}
         [reading] = driver.read()
         assert reading.values == {"temp_c": 22.5, "humidity_pct": 40.0}
@@ -96,7 +96,7 @@ def test_label_path_and_wildcards(
     started(driver)
     try:
         publish(publisher, f"{base}/hall", {"illuminance": 120, "occupancy": True, "values": [3]})
-        [reading] = wait_for(driver.read)
+        [reading] = wait_until(driver.read)
         assert reading.values == {"lux": 120.0, "first": 3.0} and reading.label == "True"
     finally:
         driver.close()
@@ -113,7 +113,7 @@ def test_falls_back_to_311_when_the_broker_refuses_v5(
         assert driver.protocol == MQTTProtocolVersion.MQTTv311
         assert proxy.levels[:2] == [5, 4]
         publish(publisher, topic, {"AM2301": {"Temperature": 20.0, "Humidity": 50}})
-        [reading] = wait_for(driver.read)
+        [reading] = wait_until(driver.read)
         assert reading.values["temp_c"] == 20.0
     finally:
         driver.close()
@@ -131,7 +131,7 @@ def test_unreachable_broker_is_a_sensor_error(clock: FakeClock) -> None:
         return None
 
     try:
-        assert "cannot connect to broker" in str(wait_for(error, timeout=10))
+        assert "cannot connect to broker" in str(wait_until(error, timeout=10))
     finally:
         driver.close()
 

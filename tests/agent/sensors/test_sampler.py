@@ -16,9 +16,9 @@ from agent.sensors.config import ConfiguredSensor, SensorConfig
 from agent.sensors.sampler import Sampler, SamplerConfig
 from agent.sensors.status import SensorState
 from agent.types import Reading, Sample
+from tests.waiting import wait_until
 
 from .conftest import FakeClock
-from .helpers import wait_for
 
 
 class ScriptedDriver(DriverBase):
@@ -206,7 +206,7 @@ def test_background_thread_start_and_prompt_stop(release: threading.Event) -> No
         [sensor(fast, interval_s=0.05), sensor(hung, interval_s=0.05, timeout_s=30)], samples.append
     )
     with sampler:
-        wait_for(lambda: hung.calls)  # the hung read is in flight: the tick is waiting on it
+        wait_until(lambda: hung.calls)  # the hung read is in flight: the tick is waiting on it
         started = time.monotonic()
     assert time.monotonic() - started < 1.0
     assert fast.closed and not hung.closed  # a driver still inside read() is not closed
@@ -218,6 +218,6 @@ def test_background_thread_samples_at_the_interval() -> None:
     fast = ScriptedDriver("fast", time.time, "x", lambda d: [d.value(1.0)])
     samples: list[Sample] = []
     with Sampler([sensor(fast, interval_s=0.02)], samples.append):
-        wait_for(lambda: len(samples) >= 5, timeout=5.0)
+        wait_until(lambda: len(samples) >= 5, timeout=5.0)
     assert all(s.values == {"x": 1.0} for s in samples)
     assert all(b.ts > a.ts for a, b in itertools.pairwise(samples))

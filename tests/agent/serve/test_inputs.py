@@ -54,8 +54,11 @@ def test_features_instances_and_readings() -> None:
     assert batch.shape == (3, 8, 8, 1)
 
 
-def test_it_is_a_predict_input_error() -> None:
-    assert isinstance(refused({"features": [1]}), PredictInputError)
+def test_it_is_a_predict_input_error_naming_field_expectation_and_status() -> None:
+    err = refused({"features": [1]})
+    assert isinstance(err, PredictInputError)  # callers outside serve/ catch the models error
+    assert (err.field, err.status) == ("features", 422)
+    assert err.detail == "features: expected 3 items (a, b, c) (shape [3]). Received: 1 items"
 
 
 @pytest.mark.parametrize(
@@ -128,7 +131,13 @@ def test_windowed_and_image_models() -> None:
 
 
 def test_deep_nesting_is_refused_not_crashing() -> None:
-    for depth in (50, 5000, 100_000):
+    # shallow enough to parse: the shape is wrong; deeper: the JSON parser's limit, a 400
+    for depth, field, status, words in (
+        (50, "features", 422, "features: expected 3 items (a, b, c) (shape [3]). Received: 1"),
+        (5000, "body", 400, "body: expected JSON. Received invalid JSON: maximum recursion"),
+        (100_000, "body", 400, "body: expected JSON. Received invalid JSON: maximum recursion"),
+    ):
         body = b'{"features": ' + b"[" * depth + b"]" * depth + b"}"
         err = refused(body)
-        assert err.field.startswith(("features", "body"))
+        assert (err.field, err.status) == (field, status), depth
+        assert err.detail.startswith(words), err.detail

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -12,6 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from coordinator.broker import EmbeddedBroker, accepts_tcp
 from coordinator.errors import BrokerError
 from tests.brokers import Broker
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +23,6 @@ def _client(broker: Broker, protocol: MQTTProtocolVersion) -> tuple[mqtt.Client,
     client.connect(broker.host, broker.port)
     client.loop_start()
     return client, events
-
-
-def _wait(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_retained_message_reaches_a_late_subscriber(broker: Broker) -> None:
@@ -56,11 +49,11 @@ def test_retained_message_reaches_a_late_subscriber(broker: Broker) -> None:
 
 def test_restart_keeps_the_port_and_clients_reconnect(broker: Broker) -> None:
     client, events = _client(broker, MQTTProtocolVersion.MQTTv311)
-    _wait(lambda: len(events) == 1)
+    wait_until(lambda: len(events) == 1)
     port = broker.port
     broker.restart()
     assert broker.port == port
-    _wait(lambda: len(events) == 2)  # paho's loop reconnected to the same address
+    wait_until(lambda: len(events) == 2)  # paho's loop reconnected to the same address
     assert events == ["connect:Success", "connect:Success"]
     client.loop_stop()
     client.disconnect()
@@ -68,7 +61,7 @@ def test_restart_keeps_the_port_and_clients_reconnect(broker: Broker) -> None:
 
 def test_embedded_broker_refuses_mqtt5(embedded_broker: Broker) -> None:
     client, events = _client(embedded_broker, MQTTProtocolVersion.MQTTv5)
-    _wait(lambda: events)
+    wait_until(lambda: events)
     assert events == ["connect:Unsupported protocol version"]
     client.loop_stop()
 

@@ -13,8 +13,9 @@ import pytest
 
 from coordinator.health.service import HealthService
 from coordinator.health.settings import HealthSettings
+from tests.waiting import wait_until
 
-from .helpers import Publisher, birth, health, status, wait_for
+from .helpers import Publisher, birth, health, status
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +58,7 @@ def fleet(service: HealthService) -> Iterator[list[str]]:
             )
     reg = service.registry
     assert reg is not None
-    wait_for(lambda: all(len(reg.history(n)) == 3 for n in names), what="the fleet's health")
+    wait_until(lambda: all(len(reg.history(n)) == 3 for n in names), what="the fleet's health")
     yield names
     pub.close()
 

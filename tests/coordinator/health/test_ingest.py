@@ -16,8 +16,9 @@ from coordinator.health.metrics import HealthMetrics
 from coordinator.health.registry import Registry
 from coordinator.health.settings import MqttSettings
 from tests.brokers import Broker
+from tests.waiting import wait_until
 
-from .helpers import Publisher, birth, health, status, wait_for
+from .helpers import Publisher, birth, health, status
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +55,8 @@ def test_devices_reach_the_registry(
         publisher.send(name, status("ready"), fleet=fleet, retain=True)
         publisher.send(name, birth(name, interval_s=5), fleet=fleet, retain=True)
         publisher.send(name, health(node_id=100 + i, temp=40.0 + i), fleet=fleet)
-    wait_for(lambda: len(registry.history("pi-3")) == 1, what="pi-3's health")
-    wait_for(lambda: all(len(registry.history(f"pi-{i}")) == 1 for i in (1, 2)), what="health")
+    wait_until(lambda: len(registry.history("pi-3")) == 1, what="pi-3's health")
+    wait_until(lambda: all(len(registry.history(f"pi-{i}")) == 1 for i in (1, 2)), what="health")
     recs = {r.device_id: r for r in registry.devices()}
     assert sorted(recs) == ["pi-1", "pi-2", "pi-3"]
     assert recs["pi-3"].fleet == "barn" and recs["pi-2"].cpu_temp_c == 41.0
@@ -88,7 +89,7 @@ def test_invalid_messages_are_counted_and_the_ingest_carries_on(
     for topic, data in bad:
         publisher.raw(topic, data)
     publisher.send("pi-1", health(seq=7))
-    wait_for(lambda: registry.history("pi-1"), what="the good message after the bad ones")
+    wait_until(lambda: registry.history("pi-1"), what="the good message after the bad ones")
     assert metrics.count("invalid", "health") == 4.0
     assert metrics.count("invalid", "status") == 1.0
     assert metrics.count("invalid", "birth") == 1.0
@@ -106,14 +107,14 @@ def test_ingest_resubscribes_after_the_broker_restarts(
 ) -> None:
     ingest = start_ingest(broker, registry)
     publisher.send("pi-1", health(seq=1))
-    wait_for(lambda: len(registry.history("pi-1")) == 1, what="first message")
+    wait_until(lambda: len(registry.history("pi-1")) == 1, what="first message")
     broker.restart()
-    wait_for(lambda: not ingest.subscribed, what="ingest to notice the broker went away")
+    wait_until(lambda: not ingest.subscribed, what="ingest to notice the broker went away")
     assert ingest.wait_subscribed(15), "ingest did not come back after the broker restarted"
-    wait_for(publisher.client.is_connected, 15, what="publisher to reconnect")
+    wait_until(publisher.client.is_connected, 15, what="publisher to reconnect")
     for seq in (2, 3, 4):
         publisher.send("pi-1", health(seq=seq))
-    wait_for(lambda: len(registry.history("pi-1")) == 4, what="messages after the restart")
+    wait_until(lambda: len(registry.history("pi-1")) == 4, what="messages after the restart")
     rec = registry.device("pi-1")
     assert rec is not None and rec.health is not None and rec.health.seq == 4
     assert ingest.metrics.connected._value.get() == 1.0
@@ -127,7 +128,9 @@ def test_retained_state_is_picked_up_when_the_ingest_starts(
     publisher.send("pi-9", sent, retain=True)
     publisher.send("pi-9", birth("pi-9"), retain=True)
     ingest = start_ingest(broker, registry, fleet=None)
-    rec = wait_for(lambda: (r := registry.device("pi-9")) and r.birth and r, what="retained state")
+    rec = wait_until(
+        lambda: (r := registry.device("pi-9")) and r.birth and r, what="retained state"
+    )
     assert rec.status == "ready" and rec.session == 3 and rec.last_seen == pytest.approx(sent.ts)
     ingest.stop()
 
@@ -158,9 +161,9 @@ def test_a_killed_device_becomes_lost_through_its_last_will(
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
-        wait_for(lambda: (r := registry.device("pi-7")) and r.state == "ready", what="ready")
+        wait_until(lambda: (r := registry.device("pi-7")) and r.state == "ready", what="ready")
         proc.send_signal(signal.SIGKILL)
-        wait_for(lambda: registry.device("pi-7").state == "lost", what="the Last Will")  # type: ignore[union-attr]
+        wait_until(lambda: registry.device("pi-7").state == "lost", what="the Last Will")  # type: ignore[union-attr]
     finally:
         proc.kill()
         proc.wait(10)
@@ -176,12 +179,12 @@ def test_a_named_ingest_gets_what_was_sent_while_it_was_down(
     publisher = Publisher(broker.host, broker.port)
     ingest = start_ingest(broker, registry, client_id="orchard-coordinator-test")
     publisher.send("pi-1", health(seq=1))
-    wait_for(lambda: len(registry.history("pi-1")) == 1, what="first message")
+    wait_until(lambda: len(registry.history("pi-1")) == 1, what="first message")
     ingest.stop()
     for seq in (2, 3):
         publisher.send("pi-1", health(seq=seq))  # the broker queues them for the named session
     again = start_ingest(broker, registry, client_id="orchard-coordinator-test")
-    wait_for(lambda: len(registry.history("pi-1")) == 3, what="messages queued by the broker")
+    wait_until(lambda: len(registry.history("pi-1")) == 3, what="messages queued by the broker")
     again.stop()
     publisher.close()
 
