@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from coordinator.federation.rounds import _outcomes
+from coordinator.federation.round import outcomes as _outcomes
 from coordinator.federation.runconfig import RunSettings
 from coordinator.federation.selection import AllNodes, RegistryFleet, fleet_for
 from coordinator.health.registry import Registry
