@@ -1,4 +1,4 @@
-"""Device health over MQTT (DESIGN §3.2).
+"""Device health over MQTT (docs/architecture.md, MQTT health).
 
 ``schema`` (topics and payload types) is pure stdlib so the coordinator can import it; the
 runtime (``reporter``, ``outbox``, ``facts``) pulls in paho-mqtt and psutil and is imported only

@@ -1,4 +1,4 @@
-"""The agent's MQTT health reporter (DESIGN §3.2).
+"""The agent's MQTT health reporter (docs/architecture.md, MQTT health).
 
     reporter = HealthReporter(cfg.mqtt, cfg.device_id, health=cfg.health, fleet=cfg.fleet,
                               snapshot=runner_sections, birth=runner_birth)

@@ -1,4 +1,4 @@
-"""The health message contract (DESIGN §3.2): topics and payload types, pure stdlib.
+"""The health message contract (docs/architecture.md, MQTT health): topics, payloads, pure stdlib.
 
 The coordinator imports this module (and only this one) from ``agent.health``::
 

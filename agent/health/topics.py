@@ -1,4 +1,4 @@
-"""MQTT topic names: ``<prefix>[/<fleet>]/<device_id>/<kind>`` (DESIGN §3.2).
+"""MQTT topic names: ``<prefix>[/<fleet>]/<device_id>/<kind>`` (docs/architecture.md, MQTT health).
 
 >>> Topics("pi-1").health
 'orchard/v1/pi-1/health'

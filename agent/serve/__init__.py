@@ -1,4 +1,4 @@
-"""The local prediction endpoint (DESIGN §3.1).
+"""The local prediction endpoint (docs/architecture.md, HTTP).
 
 slots = ModelSlots(Path("/var/lib/orchard/models"))
 slots.load()

@@ -1,4 +1,4 @@
-"""The agent's Starlette app (DESIGN §3.1): health, model info, predictions, metrics.
+"""The agent's Starlette app (docs/architecture.md, HTTP): health, model info, predictions, metrics.
 
 Plain Starlette: no FastAPI and no pydantic in the always-on process (together ~17 MB of RSS
 against a 75 MB budget). The handlers build their JSON by hand (``predict.py``,

@@ -1,4 +1,4 @@
-"""Model outputs ``(N, outputs)`` to the JSON results of DESIGN §3.1, by task."""
+"""Model outputs ``(N, outputs)`` to JSON results, by task (docs/architecture.md, HTTP)."""
 
 from __future__ import annotations
 

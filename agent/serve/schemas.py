@@ -1,4 +1,4 @@
-"""Request and response models of DESIGN §3.1: the single source of ``/openapi.json``.
+"""Request and response models (docs/architecture.md, HTTP): the single source of ``/openapi.json``.
 
 ``docgen.py`` turns them into ``agent/serve/openapi.json`` at build time; the running agent never
 imports this module (nor pydantic): requests are parsed by ``inputs.py`` and responses built by

@@ -1,4 +1,4 @@
-"""DESIGN §3.1 over real HTTP: uvicorn on a free loopback port in a thread, httpx as the client.
+"""The HTTP contract (docs/architecture.md, HTTP): uvicorn on a loopback port, httpx as client.
 
 Also: model swaps while a client keeps predicting (refused candidates leave the old version
 answering; a good one is answered from the next request on), the token and the body limit on
