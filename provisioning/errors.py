@@ -4,7 +4,8 @@ ProvisionError
 ├── InvalidOption    a user-given value is wrong (names the field, value and expectation)
 ├── CaError          the fleet CA or its inventory is missing, damaged or refuses a request
 ├── ImageError       the image is not a Raspberry Pi OS image we can edit, or mtools failed
-└── TargetError      applying the plan to a root directory, a board or a disk failed
+├── TargetError      applying the plan to a root directory, a board or a disk failed
+└── WheelhouseError  a wheelhouse cannot be built, or would not install offline on the board
 """
 
 from __future__ import annotations
@@ -34,3 +35,7 @@ class ImageError(ProvisionError):
 
 class TargetError(ProvisionError):
     pass
+
+
+class WheelhouseError(ProvisionError):
+    """Names the package, what was found and what the target board needs."""

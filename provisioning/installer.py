@@ -1,9 +1,11 @@
 """The first-boot installer (``/usr/local/lib/orchard/install.sh``), POSIX sh, idempotent.
 
 It creates the ``orchard`` user (member of ``i2c``), installs the agent into
-``/opt/orchard/venv`` (from the wheelhouse when provisioned with one, else from the package
-index), applies the intended ownership and enables the units. A second run finds everything
-in place and only says so. ``ORCHARD_ROOT`` runs it against another root (tests, chroots).
+``/opt/orchard/venv`` offline from the wheelhouse (``pip install --no-index --find-links``;
+it refuses when the wheelhouse is missing or built for another Python) or, only when
+provisioned with ``from_index``, from a package index; then it applies the intended ownership
+and enables the units. A second run finds everything in place and only says so.
+``ORCHARD_ROOT`` runs it against another root (tests, chroots).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ set -eu
 
 ROOT="${ORCHARD_ROOT:-}"
 PACKAGE=@PACKAGE@
+SOURCE=@SOURCE@
+INDEX_URL=@INDEX_URL@
 VENV=@VENV@
 WHEELHOUSE=@WHEELHOUSE@
 STATE_DIR=@STATE_DIR@
@@ -52,11 +56,28 @@ if ! in_group i2c "$ORCHARD_USER"; then
 fi
 
 # 2. The agent's virtualenv, reinstalled only when what should be installed changed.
-if [ -d "$ROOT$WHEELHOUSE" ]; then
+# Offline from the wheelhouse unless provisioned with --from-index.
+if [ "$SOURCE" = wheelhouse ]; then
+    if ! ls "$ROOT$WHEELHOUSE"/*.whl >/dev/null 2>&1; then
+        log "no wheels in $WHEELHOUSE; provision again with a wheelhouse (or --from-index)" >&2
+        exit 1
+    fi
+    manifest="$ROOT$WHEELHOUSE/wheelhouse.json"
+    if [ -f "$manifest" ] && ! "$PYTHON" - "$manifest" <<'EOF'
+import json, sys
+want = json.load(open(sys.argv[1]))["target"]["python"]
+have = "%d.%d" % sys.version_info[:2]
+if want != have:
+    sys.exit("orchard-install: the wheelhouse is for Python %s; this board has %s. Build one "
+             "with: orchard-provision wheelhouse --python %s" % (want, have, have))
+EOF
+    then
+        exit 1
+    fi
     want="$PACKAGE"
     for wheel in "$ROOT$WHEELHOUSE"/*.whl; do want="$want ${wheel##*/}"; done
 else
-    want="$PACKAGE"
+    want="$PACKAGE from ${INDEX_URL:-the configured index}"
 fi
 have=""
 if [ -f "$STAMP" ]; then have="$(cat "$STAMP")"; fi
@@ -65,11 +86,12 @@ if [ "$have" != "$want" ] || [ ! -x "$ROOT$VENV/bin/orchard-agent" ]; then
         "$PYTHON" -m venv "$ROOT$VENV"
         log "created $VENV"
     fi
-    if [ -d "$ROOT$WHEELHOUSE" ]; then
+    if [ "$SOURCE" = wheelhouse ]; then
         "$ROOT$VENV/bin/python" -m pip install --quiet --no-index \
             --find-links "$ROOT$WHEELHOUSE" --upgrade "$PACKAGE"
     else
-        "$ROOT$VENV/bin/python" -m pip install --quiet --upgrade "$PACKAGE"
+        "$ROOT$VENV/bin/python" -m pip install --quiet ${INDEX_URL:+--index-url "$INDEX_URL"} \
+            --upgrade "$PACKAGE"
     fi
     mkdir -p "$ROOT$STATE_DIR"
     printf '%s' "$want" > "$STAMP"
@@ -101,9 +123,14 @@ fi
 """
 
 
-def install_script(package: str, units: tuple[str, ...]) -> bytes:
+def install_script(
+    package: str, units: tuple[str, ...], *, from_index: bool = False, index_url: str | None = None
+) -> bytes:
+    """The installer; offline from ``paths.WHEELHOUSE`` unless ``from_index``."""
     values = {
         "@PACKAGE@": shlex.quote(package),
+        "@SOURCE@": "index" if from_index else "wheelhouse",
+        "@INDEX_URL@": shlex.quote(index_url or ""),
         "@VENV@": shlex.quote(paths.VENV),
         "@WHEELHOUSE@": shlex.quote(paths.WHEELHOUSE),
         "@STATE_DIR@": shlex.quote(paths.STATE_DIR),

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from provisioning.errors import InvalidOption
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # the agent's device_id rule
@@ -25,8 +28,10 @@ FLOWER_FLEET_PORT = 9092
 _KNOWN = {
     "device_id", "hostname", "user", "password_hash", "ssh_keys", "wifi_ssid", "wifi_psk",
     "wifi_country", "coordinator", "insecure", "mqtt", "wheelhouse", "package", "base_config",
-    "timezone",
+    "timezone", "from_index", "index_url",
 }  # fmt: skip
+DEFAULT_PACKAGE = "orchard-fl[agent,train]"
+_PROJECT = "orchard-fl"
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,10 @@ class DeviceOptions:
     coordinator: Endpoint | None = None
     insecure: bool = False  # Flower without TLS (and so without SuperNode authentication)
     mqtt: MqttTarget | None = None
-    wheelhouse: Path | None = None
-    package: str = "orchard-fl[agent,train]"
+    wheelhouse: Path | None = None  # where the board installs from, offline (the default)
+    package: str = DEFAULT_PACKAGE
+    from_index: bool = False  # install from a package index instead (explicit opt-in)
+    index_url: str | None = None  # with from_index: the index (else the board's pip config)
     timezone: str | None = None
     base_config: Mapping[str, Any] = field(default_factory=dict)
 
@@ -135,14 +142,10 @@ class DeviceOptions:
             raise InvalidOption("password_hash", "<hidden>", "a crypt(3) hash ($y$... or $6$...)")
         coordinator = table.get("coordinator")
         mqtt = table.get("mqtt")
-        wheelhouse = table.get("wheelhouse")
-        if wheelhouse is not None:
-            wheelhouse = Path(wheelhouse)
-            if not wheelhouse.is_dir() or not any(wheelhouse.glob("*.whl")):
-                raise InvalidOption("wheelhouse", str(wheelhouse), "a directory of .whl files")
-        package = table.get("package") or "orchard-fl[agent,train]"
+        package = table.get("package") or DEFAULT_PACKAGE
         if not re.fullmatch(r"[A-Za-z0-9_.\-\[\],=<>!~ ]+", package):
             raise InvalidOption("package", package, "a pip requirement such as orchard-fl[agent]")
+        from_index, index_url, wheelhouse = _install_source(table, package)
         timezone = table.get("timezone")
         if timezone is not None and not re.fullmatch(
             r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*", timezone
@@ -165,9 +168,49 @@ class DeviceOptions:
             mqtt=MqttTarget.from_url(mqtt) if mqtt else None,
             wheelhouse=wheelhouse,
             package=package,
+            from_index=from_index,
+            index_url=index_url,
             timezone=timezone,
             base_config=base,
         )
+
+
+def orchard_extras(package: str) -> tuple[str, ...]:
+    """The extras of ``orchard-fl[agent,train]``: what a wheelhouse for ``package`` must hold."""
+    expected = "orchard-fl[EXTRA,...] (a wheelhouse installs Orchard itself)"
+    try:
+        req = Requirement(package)
+    except InvalidRequirement:
+        raise InvalidOption("package", package, expected) from None
+    if canonicalize_name(req.name) != _PROJECT or req.url or req.marker:
+        raise InvalidOption("package", package, expected)
+    return tuple(sorted(req.extras))
+
+
+def _install_source(table: Mapping[str, Any], package: str) -> tuple[bool, str | None, Path | None]:
+    """(from_index, index_url, wheelhouse): offline from a wheelhouse unless from_index."""
+    from_index = table.get("from_index", False)
+    if not isinstance(from_index, bool):
+        raise InvalidOption("from_index", from_index, "true or false")
+    index_url, wheelhouse = table.get("index_url"), table.get("wheelhouse")
+    if index_url is not None and not from_index:
+        raise InvalidOption("index_url", index_url, "only with from_index = true")
+    if index_url is not None and not re.fullmatch(r"https?://[^\s'\"\\]+", index_url):
+        raise InvalidOption("index_url", index_url, "an http(s) URL such as https://host/simple")
+    if from_index:
+        if wheelhouse is not None:
+            raise InvalidOption("wheelhouse", str(wheelhouse), "no wheelhouse with from_index")
+        return True, index_url, None
+    orchard_extras(package)
+    if wheelhouse is None:
+        raise InvalidOption(
+            "wheelhouse", None, "a directory of .whl files (orchard-provision wheelhouse), "
+            "or from_index = true to install from a package index",
+        )  # fmt: skip
+    wheelhouse = Path(wheelhouse)
+    if not wheelhouse.is_dir() or not any(wheelhouse.glob("*.whl")):
+        raise InvalidOption("wheelhouse", str(wheelhouse), "a directory of .whl files")
+    return False, None, wheelhouse
 
 
 def _wifi(table: Mapping[str, Any]) -> Wifi | None:

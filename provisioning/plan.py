@@ -75,8 +75,8 @@ def build_plan(opts: DeviceOptions, identity: DeviceIdentity | None) -> Plan:
         PlannedFile(paths.BUDGET_DROPIN, render.budget_dropin(config)),
         PlannedFile(f"{paths.UNIT_DIR}/{paths.FIRSTBOOT_UNIT}", render.FIRSTBOOT_UNIT.encode()),
         PlannedFile(paths.SYSUSERS, render.sysusers()),
-        PlannedFile(paths.INSTALLER, install_script(opts.package, tuple(u for u, _ in ENABLE)),
-                    0o755),
+        PlannedFile(paths.INSTALLER, install_script(opts.package, tuple(u for u, _ in ENABLE),
+                    from_index=opts.from_index, index_url=opts.index_url), 0o755),
     ]  # fmt: skip
     files += [PlannedFile(f"{paths.UNIT_DIR}/{unit}", read_unit(unit)) for unit in BOARD_UNITS]
     if identity is not None:
@@ -95,6 +95,9 @@ def build_plan(opts: DeviceOptions, identity: DeviceIdentity | None) -> Plan:
     if opts.wheelhouse is not None:
         for wheel in sorted(opts.wheelhouse.glob("*.whl")):
             files.append(PlannedFile(f"{paths.WHEELHOUSE}/{wheel.name}", source=wheel))
+        manifest = opts.wheelhouse / "wheelhouse.json"  # the target, for the installer's check
+        if manifest.is_file():
+            files.append(PlannedFile(f"{paths.WHEELHOUSE}/{manifest.name}", source=manifest))
     owned = [
         (f.path, f.mode, f.owner, f.group) for f in files if (f.owner, f.group) != ("root", "root")
     ]

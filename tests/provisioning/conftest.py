@@ -21,10 +21,13 @@ def fleet_ca(tmp_path: Path) -> FleetCA:
 
 
 @pytest.fixture
-def make_options() -> Callable[..., DeviceOptions]:
+def make_options(tmp_path: Path) -> Callable[..., DeviceOptions]:
+    """Options with a tiny offline wheelhouse (the default install source)."""
+
     def make(**overrides: Any) -> DeviceOptions:
         values: dict[str, Any] = {
             "device_id": "kitchen-pi",
+            "wheelhouse": tmp_path / "wheels",
             "ssh_keys": [SSH_KEY],
             "wifi_ssid": "orchard-net",
             "wifi_psk": "correct horse battery",
@@ -37,6 +40,10 @@ def make_options() -> Callable[..., DeviceOptions]:
             },
         }
         values.update(overrides)
+        if values.get("from_index"):
+            values.pop("wheelhouse")
+        elif values.get("wheelhouse") == tmp_path / "wheels":
+            fake_wheel(tmp_path / "wheels")
         return DeviceOptions.from_mapping({k: v for k, v in values.items() if v is not None})
 
     return make
@@ -56,8 +63,8 @@ def fake_wheel(directory: Path) -> Path:
         f"{info}/entry_points.txt": "[console_scripts]\norchard-agent = orchard_fake:main\n",
     }
     record = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
-    with zipfile.ZipFile(wheel, "w") as zf:
+    files[f"{info}/RECORD"] = record
+    with zipfile.ZipFile(wheel, "w") as zf:  # fixed timestamps: the same bytes every time
         for name, text in files.items():
-            zf.writestr(name, text)
-        zf.writestr(f"{info}/RECORD", record)
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), text)
     return directory

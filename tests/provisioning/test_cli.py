@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from provisioning import paths
 from provisioning.cli import app
-from tests.provisioning.conftest import SSH_KEY
+from tests.provisioning.conftest import SSH_KEY, fake_wheel
 from tests.provisioning.images import build_image, fat_read, needs_tools
 
 runner = CliRunner()
@@ -23,7 +23,7 @@ def test_ca_and_rootfs_commands(tmp_path: Path) -> None:
     assert runner.invoke(app, ["ca", "init", "--dir", str(ca)]).exit_code == 0
     args = ["rootfs", "--root", str(root), "--device-id", "kitchen-pi", "--ca", str(ca),
             "--coordinator", "coord.local", "--mqtt", "mqtt://coord.local",
-            "--ssh-key", str(key)]  # fmt: skip
+            "--ssh-key", str(key), "--wheelhouse", str(fake_wheel(tmp_path / "w"))]  # fmt: skip
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "wrote /etc/orchard/keys/supernode" in first.output
@@ -58,7 +58,8 @@ def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], message: str
 def test_image_command(tmp_path: Path) -> None:
     image = build_image(tmp_path / "in")
     result = runner.invoke(app, ["image", "--image", str(image), "--device-id", "kitchen-pi",
-                                 "--insecure", "--coordinator", "10.0.0.2"])  # fmt: skip
+                                 "--insecure", "--coordinator", "10.0.0.2",
+                                 "--wheelhouse", str(fake_wheel(tmp_path / "wheels"))])  # fmt: skip
     assert result.exit_code == 0, result.output
     out = image.with_name("raspios-bookworm-kitchen-pi.img")
     assert b"cgroup_enable=memory" in (fat_read(out, "/cmdline.txt") or b"")

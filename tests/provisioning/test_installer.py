@@ -7,9 +7,11 @@ wheelhouse) and systemd-tmpfiles are real.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,3 +103,35 @@ def test_installer_runs_twice_against_a_temp_root(
     second = install()
     assert second.strip() == "orchard-install: already installed; nothing changed"
     assert " enable " not in (tmp_path / "systemctl.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        (None, "no wheels in /var/cache/orchard/wheelhouse"),
+        ({"target": {"python": "3.9"}}, "the wheelhouse is for Python 3.9; this board has 3."),
+    ],
+)
+def test_installer_refuses_a_missing_or_foreign_wheelhouse(
+    tmp_path: Path,
+    make_options: Callable[..., DeviceOptions],
+    manifest: dict[str, object] | None,
+    message: str,
+) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\n")
+    get("rootfs")(root=root).apply(build_plan(make_options(coordinator=None), None))
+    wheels = root / paths.WHEELHOUSE.lstrip("/")
+    if manifest is None:
+        for wheel in wheels.glob("*.whl"):
+            wheel.unlink()
+    else:
+        (wheels / "wheelhouse.json").write_text(json.dumps(manifest))
+    env = {**os.environ, "ORCHARD_ROOT": str(root), "ORCHARD_PYTHON": sys.executable,
+           "PATH": f"{stub_bin(tmp_path / 'stubs')}:{os.environ['PATH']}"}  # fmt: skip
+    done = subprocess.run(["sh", str(root / paths.INSTALLER.lstrip("/"))], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    assert not (root / paths.VENV.lstrip("/")).exists()

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
 
+from provisioning import paths
 from provisioning.errors import InvalidOption
-from provisioning.options import DeviceOptions, Endpoint, MqttTarget
+from provisioning.options import (
+    DEFAULT_PACKAGE,
+    DeviceOptions,
+    Endpoint,
+    MqttTarget,
+    orchard_extras,
+)
+from provisioning.plan import build_plan
 
 
 @pytest.mark.parametrize(
@@ -23,12 +32,17 @@ from provisioning.options import DeviceOptions, Endpoint, MqttTarget
         ({"mqtt": "http://broker"}, "mqtt: expected mqtt://"),
         ({"wheelhouse": "/nonexistent"}, "wheelhouse: expected a directory of .whl files"),
         ({"colour": "red"}, "colour: expected one of"),
+        ({"wheelhouse": None}, "wheelhouse: expected a directory of .whl files (orchard-provision"),
+        ({"package": "numpy"}, "package: expected orchard-fl[EXTRA,...]"),
+        ({"index_url": "https://pypi.example/simple"}, "index_url: expected only with from_index"),
+        ({"from_index": "yes"}, "from_index: expected true or false"),
+        ({"from_index": True, "index_url": "ftp://x"}, "index_url: expected an http(s) URL"),
     ],
 )
 def test_bad_values_are_named(
     make_options: Callable[..., DeviceOptions], override: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(InvalidOption, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(InvalidOption, match=re.escape(message)):
         make_options(**override)
 
 
@@ -46,4 +60,23 @@ def test_defaults_and_parsing(make_options: Callable[..., DeviceOptions]) -> Non
     url = MqttTarget.from_url("mqtt://dev%40x:p%3Ass@broker:1884")
     assert url == MqttTarget("broker", 1884, False, "dev@x", "p:ss")
     assert MqttTarget.from_url("mqtts://broker").port == 8883
-    assert DeviceOptions.from_mapping({"device_id": "a"}).wifi is None
+    assert DeviceOptions.from_mapping({"device_id": "a", "from_index": True}).wifi is None
+
+
+def test_install_source_is_a_wheelhouse_unless_from_index(
+    make_options: Callable[..., DeviceOptions],
+) -> None:
+    opts = make_options()
+    assert opts.wheelhouse is not None and not opts.from_index and opts.package == DEFAULT_PACKAGE
+    assert orchard_extras(opts.package) == ("agent", "train")
+    assert orchard_extras("orchard-fl") == ()
+    offline = build_plan(opts, None).file(paths.INSTALLER).content().decode()
+    assert "SOURCE=wheelhouse" in offline and "--no-index" in offline
+    indexed = make_options(from_index=True, index_url="https://pypi.example/simple")
+    assert indexed.wheelhouse is None and indexed.index_url == "https://pypi.example/simple"
+    script = build_plan(indexed, None).file(paths.INSTALLER).content().decode()
+    assert "SOURCE=index" in script and "INDEX_URL=https://pypi.example/simple" in script
+    with pytest.raises(InvalidOption, match="wheelhouse: expected no wheelhouse with from_index"):
+        DeviceOptions.from_mapping(
+            {"device_id": "a", "from_index": True, "wheelhouse": opts.wheelhouse}
+        )

@@ -34,6 +34,7 @@ EXPECTED = {  # path: (mode, owner, group)
     "/etc/systemd/system/orchard-trainer.socket": (0o644, "root", "root"),
     "/etc/systemd/system/orchard-trainer.service": (0o644, "root", "root"),
     "/etc/systemd/system/orchard-firstboot.service": (0o644, "root", "root"),
+    f"{paths.WHEELHOUSE}/orchard_fl-0.0.1-py3-none-any.whl": (0o644, "root", "root"),
 }
 LINKS = {
     "/etc/systemd/system/multi-user.target.wants/orchard-agent.service":
