@@ -42,8 +42,16 @@ from agent.store.options import StoreOptions
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _SECTIONS = (
-    "sensors", "store", "models", "http", "mqtt", "health", "training", "sampling", "federation"
-)  # fmt: skip
+    "sensors",
+    "store",
+    "models",
+    "http",
+    "mqtt",
+    "health",
+    "training",
+    "sampling",
+    "federation",
+)
 
 
 @dataclass(frozen=True)

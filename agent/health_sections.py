@@ -18,8 +18,13 @@ if TYPE_CHECKING:
     from agent.sensors import Sampler
     from agent.slots import ModelSlots
 
-_TRAINER_STATE = {"starting": "running", "training": "running", "evaluating": "running",
-                  "exporting": "running", "stopped": "idle"}  # fmt: skip
+_TRAINER_STATE = {
+    "starting": "running",
+    "training": "running",
+    "evaluating": "running",
+    "exporting": "running",
+    "stopped": "idle",
+}
 
 
 def health_sections(

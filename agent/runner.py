@@ -74,9 +74,14 @@ class AgentRunner:
             return None
         capabilities = ["predict"] + (["train", "federate"] if cfg.federation.enabled else [])
         return HealthReporter(
-            cfg.mqtt, cfg.device_id, health=cfg.health, fleet=cfg.fleet, snapshot=sections,
-            birth=lambda: birth_facts(cfg, capabilities), clock=self.clock,
-        )  # fmt: skip
+            cfg.mqtt,
+            cfg.device_id,
+            health=cfg.health,
+            fleet=cfg.fleet,
+            snapshot=sections,
+            birth=lambda: birth_facts(cfg, capabilities),
+            clock=self.clock,
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set. Raises ``AgentError`` on a startup failure."""
@@ -123,7 +128,10 @@ class AgentRunner:
             lambda: health_sections(metrics, sampler, slots, trainer, supernode)
         )
         app = create_app(
-            slots=slots, store=store, metrics=metrics, settings=cfg.http,
+            slots=slots,
+            store=store,
+            metrics=metrics,
+            settings=cfg.http,
             health_extra=lambda: {
                 "device_id": cfg.device_id,
                 "sensors": self._sensor_states(sampler),
@@ -132,7 +140,7 @@ class AgentRunner:
                 "trainer": trainer.state() if trainer else None,
                 "mqtt": self._mqtt_state(),
             },
-        )  # fmt: skip
+        )
         server = HttpServer(app, cfg.http)
         try:
             server.start()
@@ -167,14 +175,20 @@ class AgentRunner:
             return None, None
         config_path = Path(cfg.source).resolve()
         trainer = TrainerSupervisor(
-            cfg.federation, cfg.training, config_path=config_path, state_dir=cfg.state_dir,
-            on_event=self._event, cpus=self.worker_cpus,
-        )  # fmt: skip
+            cfg.federation,
+            cfg.training,
+            config_path=config_path,
+            state_dir=cfg.state_dir,
+            on_event=self._event,
+            cpus=self.worker_cpus,
+        )
         supernode = SupernodeSupervisor(
-            cfg.federation, state_dir=cfg.state_dir, on_event=self._event,
+            cfg.federation,
+            state_dir=cfg.state_dir,
+            on_event=self._event,
             node_config={"device-id": cfg.device_id, "agent-config": str(config_path)},
             cpus=self.worker_cpus,
-        )  # fmt: skip
+        )
         return trainer, supernode
 
     def _sensor_changed(self, name: str, state: SensorState, message: str | None) -> None:

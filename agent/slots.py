@@ -223,8 +223,11 @@ class ModelSlots:
     # -- a verification the process did not survive ----------------------------------------------
 
     def _mark_verifying(self, candidate: Path, manifest: Manifest) -> None:
-        record = {"candidate": str(candidate.absolute()), "sha256": manifest.sha256,
-                  "since": time.time()}  # fmt: skip
+        record = {
+            "candidate": str(candidate.absolute()),
+            "sha256": manifest.sha256,
+            "since": time.time(),
+        }
         write_atomic(self.root / VERIFYING_FILE, json.dumps(record).encode())
 
     def _read_verifying(self) -> dict[str, Any] | None:

@@ -135,11 +135,17 @@ def verify_in_child(
 ) -> float:
     """Run :func:`main` on ``bundle`` in a child; return its median predict (ms) or raise."""
     cmd = [
-        sys.executable, "-m", MODULE, str(bundle),
-        "--num-threads", str(num_threads),
-        "--latency-bound-ms", repr(latency_bound_ms),
-        "--memory-mb", repr(memory_mb),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        MODULE,
+        str(bundle),
+        "--num-threads",
+        str(num_threads),
+        "--latency-bound-ms",
+        repr(latency_bound_ms),
+        "--memory-mb",
+        repr(memory_mb),
+    ]
     path = os.environ.get("PYTHONPATH")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), path]))}
     started = time.monotonic()

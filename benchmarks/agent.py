@@ -57,8 +57,15 @@ def _export(out: Path) -> None:
     ds = synthetic.make("mlp", "classify", n=600)
     model = families.build(ds.spec)
     fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=5))
-    export_tflite(model, ds.spec, out, representative=ds.x, held=(ds.x[:100], ds.y[:100]),
-                  name="rooms", version="1")  # fmt: skip
+    export_tflite(
+        model,
+        ds.spec,
+        out,
+        representative=ds.x,
+        held=(ds.x[:100], ds.y[:100]),
+        name="rooms",
+        version="1",
+    )
 
 
 class Agent:
@@ -82,8 +89,10 @@ class Agent:
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             [str(self.command), "run", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+        )
         deadline = t0 + 60
         while time.perf_counter() < deadline:
             try:
@@ -152,9 +161,11 @@ def main() -> None:
     from models.runtime import backend
 
     rt = backend()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; python "
-          f"{platform.python_version()}; runtime {rt.name} {rt.version}; "
-          f"load average {os.getloadavg()[0]:.1f} at start")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; python "
+        f"{platform.python_version()}; runtime {rt.name} {rt.version}; "
+        f"load average {os.getloadavg()[0]:.1f} at start"
+    )
     print(f"agent: {bin_dir / 'orchard-agent'}")
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,15 +182,23 @@ def main() -> None:
         for _ in range(args.starts):
             starts.append(agent.start())
             agent.stop()
-        rows.append(("cold start to first prediction (median of "
-                     f"{args.starts})", f"{statistics.median(starts):.2f} s"))  # fmt: skip
+        rows.append(
+            (
+                f"cold start to first prediction (median of {args.starts})",
+                f"{statistics.median(starts):.2f} s",
+            )
+        )
 
         agent.start()
         assert agent.proc is not None
         _latencies(agent.port, 200)  # warm-up
         seq = _latencies(agent.port, args.requests)
-        rows.append(("POST /api/predict, 1 client: p50 / p99",
-                     f"{_pct(seq, 0.5):.3f} / {_pct(seq, 0.99):.3f} ms"))  # fmt: skip
+        rows.append(
+            (
+                "POST /api/predict, 1 client: p50 / p99",
+                f"{_pct(seq, 0.5):.3f} / {_pct(seq, 0.99):.3f} ms",
+            )
+        )
         results: list[list[float]] = [[] for _ in range(4)]
         t0 = time.perf_counter()
         threads = [
@@ -194,8 +213,12 @@ def main() -> None:
             t.join()
         elapsed = time.perf_counter() - t0
         conc = [v for r in results for v in r]
-        rows.append(("POST /api/predict, 4 clients: p50 / p99",
-                     f"{_pct(conc, 0.5):.3f} / {_pct(conc, 0.99):.3f} ms"))  # fmt: skip
+        rows.append(
+            (
+                "POST /api/predict, 4 clients: p50 / p99",
+                f"{_pct(conc, 0.5):.3f} / {_pct(conc, 0.99):.3f} ms",
+            )
+        )
         rows.append(("predictions per second (4 clients)", f"{len(conc) / elapsed:,.0f}"))
 
         proc = psutil.Process(agent.proc.pid)
@@ -221,8 +244,12 @@ def main() -> None:
         half = rss[len(rss) // 2 :]
         slope = (half[-1][1] - half[0][1]) / max(1e-9, (half[-1][0] - half[0][0]) / 3600)
         peak = max(v for _, v in rss)
-        rows.append((f"RSS over a {args.soak_minutes:g} min soak: start / end / max",
-                     f"{rss[0][1]:.1f} / {rss[-1][1]:.1f} / {peak:.1f} MB"))  # fmt: skip
+        rows.append(
+            (
+                f"RSS over a {args.soak_minutes:g} min soak: start / end / max",
+                f"{rss[0][1]:.1f} / {rss[-1][1]:.1f} / {peak:.1f} MB",
+            )
+        )
         rows.append(("RSS growth, second half of the soak", f"{slope:+.1f} MB/h"))
         rows.append(("RSS at the end: anonymous / file-backed", split))
 

@@ -63,9 +63,12 @@ def machine() -> str:
     except (OSError, IndexError, subprocess.SubprocessError):
         mosquitto = "absent"
     return describe(
-        "paho-mqtt", "flwr", ("tensorflow", "tensorflow-cpu"), "ai-edge-litert",
+        "paho-mqtt",
+        "flwr",
+        ("tensorflow", "tensorflow-cpu"),
+        "ai-edge-litert",
         extra=f"mosquitto {mosquitto}; load average {os.getloadavg()[0]:.1f} at start",
-    )  # fmt: skip
+    )
 
 
 def _verdict(row: Row, problems: list[str]) -> None:
@@ -204,13 +207,23 @@ def agent_rows(work: Path, args: argparse.Namespace, parts: set[str]) -> list[Ro
     except ImportError as exc:  # the hook: nothing to run until that module exists
         missing = str(exc)
     wanted = (
-        ("swap", "run_swap_kills", {"rounds": args.swap_rounds}, f"{args.swap_rounds} round(s)",
-         "agent SIGKILLed at every step of a model swap",
-         "after restart the model is the old or the new one, never partial, and it serves"),
-        ("store", "run_store_kills", {"kills": args.store_kills}, f"{args.store_kills} kill(s)",
-         "store writer SIGKILLed while retention runs",
-         "no corruption, committed rows kept, no holes in ids or sequence numbers"),
-    )  # fmt: skip
+        (
+            "swap",
+            "run_swap_kills",
+            {"rounds": args.swap_rounds},
+            f"{args.swap_rounds} round(s)",
+            "agent SIGKILLed at every step of a model swap",
+            "after restart the model is the old or the new one, never partial, and it serves",
+        ),
+        (
+            "store",
+            "run_store_kills",
+            {"kills": args.store_kills},
+            f"{args.store_kills} kill(s)",
+            "store writer SIGKILLed while retention runs",
+            "no corruption, committed rows kept, no holes in ids or sequence numbers",
+        ),
+    )
     for part, name, kwargs, size, fault, promise in wanted:
         if part not in parts:
             continue

@@ -110,13 +110,22 @@ def serve(port: int, workdir: Path) -> None:
             print(json.dumps({"ok": True}), flush=True)
         elif cmd == "report":
             m = svc.metrics
-            print(json.dumps({
-                "ingested_health": m.count("ingested", "health"),
-                "ingested_all": sum(m.count("ingested", k) for k in ("status", "birth", "health")),
-                "invalid": sum(m.count("invalid", k) for k in ("topic", "status", "birth",
-                                                               "health", "event", "store")),
-                "latencies": latencies,
-            }), flush=True)  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "ingested_health": m.count("ingested", "health"),
+                        "ingested_all": sum(
+                            m.count("ingested", k) for k in ("status", "birth", "health")
+                        ),
+                        "invalid": sum(
+                            m.count("invalid", k)
+                            for k in ("topic", "status", "birth", "health", "event", "store")
+                        ),
+                        "latencies": latencies,
+                    }
+                ),
+                flush=True,
+            )
         elif cmd == "quit":
             break
     svc.stop()
@@ -126,8 +135,10 @@ class Coordinator:
     def __init__(self, port: int, workdir: Path) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--serve", str(port), "--workdir", str(workdir)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.ps = psutil.Process(self.proc.pid)
         self.ready = self._read()
 
@@ -162,14 +173,20 @@ _NO_THROTTLE = Throttling(False, False, False, False, False, False, False, False
 
 def _health(seq: int, node_id: int) -> Health:
     return Health(
-        seq=seq, ts=time.time(), uptime_s=1000.0 + seq, cpu_pct=12.5, load=(0.2, 0.3, 0.3),
+        seq=seq,
+        ts=time.time(),
+        uptime_s=1000.0 + seq,
+        cpu_pct=12.5,
+        load=(0.2, 0.3, 0.3),
         memory=Memory(total_mb=3800.0, available_mb=2100.0, pct=44.7),
-        disk=Disk(free_mb=20_000.0, pct=31.0), rss_mb=61.0, cpu_temp_c=51.5,
+        disk=Disk(free_mb=20_000.0, pct=31.0),
+        rss_mb=61.0,
+        cpu_temp_c=51.5,
         throttling=_NO_THROTTLE,
         model=ModelInfo(version="v3", sha256="ab" * 32, quantization="int8"),
         inference=Inference(count=100 + seq, p50_ms=0.4, p95_ms=0.9, errors=0),
         federation=Federation(supernode="connected", node_id=node_id),
-    )  # fmt: skip
+    )
 
 
 class Fleet:
@@ -182,9 +199,10 @@ class Fleet:
         self.clients = []
         for k in range(clients):
             c = mqtt.Client(
-                CallbackAPIVersion.VERSION2, client_id=f"bench-fleet-{k}",
+                CallbackAPIVersion.VERSION2,
+                client_id=f"bench-fleet-{k}",
                 protocol=MQTTProtocolVersion.MQTTv5,
-            )  # fmt: skip
+            )
             c.on_publish = self._on_publish
             c.max_inflight_messages_set(1000)
             c.connect("127.0.0.1", port)
@@ -205,8 +223,12 @@ class Fleet:
         for i, name in enumerate(self.names):
             topics, c = Topics(name), self.client_for(i)
             c.publish(topics.status, Status("ready", 1, now).to_json(), qos=1, retain=True)
-            c.publish(topics.birth, Birth(name, now, 1, health_interval_s=5.0).to_json(),
-                      qos=1, retain=True)  # fmt: skip
+            c.publish(
+                topics.birth,
+                Birth(name, now, 1, health_interval_s=5.0).to_json(),
+                qos=1,
+                retain=True,
+            )
             self.published += 2
 
     def run(self, seconds: float, interval: float) -> int:
@@ -289,8 +311,9 @@ def main() -> None:
         port = _free_port()
         conf = work / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        broker = subprocess.Popen(
+            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         coord: Coordinator | None = None
         fleet: Fleet | None = None
         try:
@@ -340,9 +363,11 @@ def main() -> None:
         ("latency publish -> stored p99", f"{_pct(lat, 0.99) * 1000:.1f} ms"),
         ("latency max", f"{max(lat) * 1000 if lat else float('nan'):.1f} ms"),
         ("coordinator CPU (one core = 100%)", f"{100 * busy / (t1 - t0):.1f} %"),
-        ("coordinator RSS end / peak",
-         f"{rss_end / 2**20:.0f} MB / {max(rss_peak, rss_end) / 2**20:.0f} MB"),
-    ]  # fmt: skip
+        (
+            "coordinator RSS end / peak",
+            f"{rss_end / 2**20:.0f} MB / {max(rss_peak, rss_end) / 2**20:.0f} MB",
+        ),
+    ]
     print("| health ingest | value |\n| --- | --- |")
     for k, v in rows:
         print(f"| {k} | {v} |")

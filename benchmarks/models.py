@@ -100,9 +100,15 @@ def main() -> None:
         for q in QUANTIZATIONS:
             with tempfile.TemporaryDirectory() as tmp:
                 manifest = export_tflite(
-                    model, spec, Path(tmp), quantization=q, representative=train.x,
-                    held=(held.x, held.y), name=family, version="bench",
-                )  # fmt: skip
+                    model,
+                    spec,
+                    Path(tmp),
+                    quantization=q,
+                    representative=train.x,
+                    held=(held.x, held.y),
+                    name=family,
+                    version="bench",
+                )
                 predictor = Predictor.load(Path(tmp), num_threads=1)
                 row = held.x[0]
                 p50, p99 = _timings(lambda p=predictor, r=row: p.predict(r), litert_n)

@@ -55,11 +55,20 @@ def privacy_changes(config: str, args: argparse.Namespace) -> dict[str, Any]:
     if name == "plain":
         return {}
     if name == "central":
-        return {"central_dp": True, "central_dp_noise_multiplier": float(value),
-                "central_dp_clipping_norm": args.clip, "central_dp_delta": args.delta}  # fmt: skip
+        return {
+            "central_dp": True,
+            "central_dp_noise_multiplier": float(value),
+            "central_dp_clipping_norm": args.clip,
+            "central_dp_delta": args.delta,
+        }
     if name == "local":
-        return {"local_dp": True, "local_dp_epsilon": float(value), "local_dp_delta": args.delta,
-                "local_dp_clipping_norm": args.clip, "local_dp_sensitivity": args.clip}  # fmt: skip
+        return {
+            "local_dp": True,
+            "local_dp_epsilon": float(value),
+            "local_dp_delta": args.delta,
+            "local_dp_clipping_norm": args.clip,
+            "local_dp_sensitivity": args.clip,
+        }
     if name == "secagg":
         return {"secure_aggregation": True}
     raise SystemExit(
@@ -80,10 +89,12 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, list[dict[str, An
         with fed.OrchardFleet(work / f"seed-{seed}", prepared, parts, seed) as fleet:
             for config in args.configs:
                 settings = fleet.settings(
-                    num_server_rounds=args.rounds, local_epochs=args.local_epochs,
-                    learning_rate=args.lr, quantization="float32",
+                    num_server_rounds=args.rounds,
+                    local_epochs=args.local_epochs,
+                    learning_rate=args.lr,
+                    quantization="float32",
                     **privacy_changes(config, args),
-                )  # fmt: skip
+                )
                 started = time.monotonic()
                 _, history = fleet.run(settings, f"{config} (seed {seed})")
                 rounds = history["rounds"]
@@ -122,8 +133,15 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
             ]
         )
     initial = statistics.median(r["initial"] for runs in results.values() for r in runs)
-    header = ["config", "final acc", "best acc", "vs plain", "epsilon after last round",
-              "median round s", "bytes up / device / round"]  # fmt: skip
+    header = [
+        "config",
+        "final acc",
+        "best acc",
+        "vs plain",
+        "epsilon after last round",
+        "median round s",
+        "bytes up / device / round",
+    ]
     notes = (
         f"Central accuracy on the coordinator's validation set; clipping norm {args.clip}, "
         f"delta {args.delta:g}; initial accuracy {initial:.4f}."

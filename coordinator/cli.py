@@ -56,8 +56,10 @@ def smoke(
         f"exported {result.bundle}/{file['name']} ({file['size_bytes']} bytes, "
         f"{m['quantization']}), parity passed: max abs diff {parity['max_abs_diff']:.4f}"
     )
-    typer.echo(f"predictions from LiteRT ({result.predictions[0]['backend']}, TensorFlow loaded: "
-               f"{result.predictions[0]['tensorflow_loaded']}):")  # fmt: skip
+    typer.echo(
+        f"predictions from LiteRT ({result.predictions[0]['backend']}, TensorFlow loaded: "
+        f"{result.predictions[0]['tensorflow_loaded']}):"
+    )
     for p in result.predictions:
         typer.echo(f"  input={p['input']} -> predicted={p['predicted']}  (truth: {p['truth']})")
 
@@ -89,9 +91,15 @@ def demo(
     from coordinator.errors import CoordinatorError
 
     opts = DemoOptions(
-        devices=devices, rounds=rounds, data=data, task=task, partition=partition,
-        strategy=strategy, workdir=workdir, quantization=quantization,
-    )  # fmt: skip
+        devices=devices,
+        rounds=rounds,
+        data=data,
+        task=task,
+        partition=partition,
+        strategy=strategy,
+        workdir=workdir,
+        quantization=quantization,
+    )
     try:
         result = run_demo(opts, say=typer.echo)
     except CoordinatorError as exc:
@@ -166,8 +174,11 @@ def run(
 
     cfg = _load_or_exit(config_path)
     if cfg.model is None:
-        typer.secho(f"{config_path}: [model] is required to train (family, task, features ...)",
-                    fg="red", err=True)  # fmt: skip
+        typer.secho(
+            f"{config_path}: [model] is required to train (family, task, features ...)",
+            fg="red",
+            err=True,
+        )
         raise typer.Exit(CONFIG_ERROR)
     try:
         with Coordinator(cfg, say=typer.echo) as coordinator:
@@ -193,11 +204,15 @@ def list_runs(
     if not rows:
         typer.echo(f"no runs under {runs_dir}")
         return
-    typer.echo(f"{'run':<22} {'status':<10} {'strategy':<14} {'rounds':>6} {'central':>8} "
-               f"{'devices':>8} {'started':<20}")  # fmt: skip
+    typer.echo(
+        f"{'run':<22} {'status':<10} {'strategy':<14} {'rounds':>6} {'central':>8} "
+        f"{'devices':>8} {'started':<20}"
+    )
     for r in rows:
-        typer.echo(f"{r.run_id:<22} {r.status:<10} {r.strategy:<14} {r.rounds:>6} {r.central:>8} "
-                   f"{r.devices:>8} {r.started:<20}")  # fmt: skip
+        typer.echo(
+            f"{r.run_id:<22} {r.status:<10} {r.strategy:<14} {r.rounds:>6} {r.central:>8} "
+            f"{r.devices:>8} {r.started:<20}"
+        )
 
 
 @app.command()

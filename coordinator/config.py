@@ -121,10 +121,13 @@ def _superlink(table: Mapping[str, Any], state_dir: Path, errors: list[str]) -> 
         else:
             keys_dir = Path(keys).expanduser()
     return SuperLinkSettings(
-        host=host, port=port, workdir=state_dir / "superlink",
+        host=host,
+        port=port,
+        workdir=state_dir / "superlink",
         certificates=certificates,  # type: ignore[arg-type]
-        supernode_auth=auth, supernode_keys=keys_dir,
-    )  # fmt: skip
+        supernode_auth=auth,
+        supernode_keys=keys_dir,
+    )
 
 
 def _model(table: Mapping[str, Any], errors: list[str]) -> ModelSpec | None:

@@ -39,9 +39,14 @@ _PREDICT = textwrap.dedent(
 
 
 def run(
-    out_dir: Path, family: str = "mlp", task: str = "classify", quantization: str = "int8",
-    examples: int = 1200, epochs: int = 10, seed: int = 0,
-) -> SmokeResult:  # fmt: skip
+    out_dir: Path,
+    family: str = "mlp",
+    task: str = "classify",
+    quantization: str = "int8",
+    examples: int = 1200,
+    epochs: int = 10,
+    seed: int = 0,
+) -> SmokeResult:
     from models import families, synthetic
     from models.export import export_tflite
     from models.training import TrainConfig, evaluate, fit
@@ -53,16 +58,26 @@ def run(
     result = fit(model, ds.spec, (train.x, train.y), TrainConfig(epochs=epochs, learning_rate=3e-3))
     held_metrics = evaluate(model, ds.spec, (held.x, held.y))
     manifest = export_tflite(
-        model, ds.spec, out_dir, quantization=quantization, representative=train.x,
-        held=(held.x, held.y), name=f"smoke-{family}-{task}", version="1",
+        model,
+        ds.spec,
+        out_dir,
+        quantization=quantization,
+        representative=train.x,
+        held=(held.x, held.y),
+        name=f"smoke-{family}-{task}",
+        version="1",
         metrics={**result.metrics, **{f"held_{k}": v for k, v in held_metrics.items()}},
         save_keras=True,
-    )  # fmt: skip
+    )
     rows = held.x[:5]
     proc = subprocess.run(
         [sys.executable, "-c", _PREDICT, str(out_dir)],
-        input=json.dumps(rows.tolist()), capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        input=json.dumps(rows.tolist()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     predictions = []
     for i, out in enumerate(answer["outputs"]):

@@ -100,9 +100,11 @@ def check_arrays(spec: ModelSpec, x: np.ndarray, y: np.ndarray | None, name: str
     if len(y) != len(x):
         raise SpecError(f"expected {len(x)} targets, one per example. Received: len(y)={len(y)}")
     if spec.task is Task.CLASSIFY and (
-        y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or y.min() < 0
+        y.ndim != 1
+        or not np.issubdtype(y.dtype, np.integer)
+        or y.min() < 0
         or y.max() >= spec.n_outputs
-    ):  # fmt: skip
+    ):
         raise SpecError(
             f"expected integer class indices in [0, {spec.n_outputs}) (see encode_labels). "
             f"Received: y.dtype={y.dtype}, y.shape={y.shape}"

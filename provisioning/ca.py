@@ -113,9 +113,14 @@ class FleetCA:
         return [r for r in found if r is not None]
 
     def issue(
-        self, device_id: str, *, mqtt: str = "cert", mqtt_username: str | None = None,
-        mqtt_password: str | None = None, reissue: bool = False,
-    ) -> DeviceIdentity:  # fmt: skip
+        self,
+        device_id: str,
+        *,
+        mqtt: str = "cert",
+        mqtt_username: str | None = None,
+        mqtt_password: str | None = None,
+        reissue: bool = False,
+    ) -> DeviceIdentity:
         """Issue (or, when already issued, return) ``device_id``'s identity.
 
         ``mqtt``: ``"cert"`` for a CA-signed client certificate, ``"password"`` for a username
@@ -153,21 +158,28 @@ class FleetCA:
             "device_id": device_id,
             "issued_at": now.isoformat(),
             "revoked_at": None,
-            "supernode": {"public_key": node.public.decode().strip(),
-                          "fingerprint": keys.fingerprint(node.public)},
+            "supernode": {
+                "public_key": node.public.decode().strip(),
+                "fingerprint": keys.fingerprint(node.public),
+            },
             "mqtt": {"kind": mqtt},
-        }  # fmt: skip
+        }
         if mqtt == "cert":
             leaf, serial = keys.issue_cert(pair, device_id, now)
-            identity = DeviceIdentity(**{**asdict(identity), "mqtt_cert": leaf.public,
-                                         "mqtt_key": leaf.private_pem})  # fmt: skip
+            identity = DeviceIdentity(
+                **{**asdict(identity), "mqtt_cert": leaf.public, "mqtt_key": leaf.private_pem}
+            )
             record["mqtt"] = {"kind": "cert", "serial": serial, "common_name": device_id}
         elif mqtt == "password":
             user, pw = username or device_id, password or keys.new_password()
-            identity = DeviceIdentity(**{**asdict(identity), "mqtt_username": user,
-                                         "mqtt_password": pw})  # fmt: skip
-            record["mqtt"] = {"kind": "password", "username": user,
-                              "password_hash": keys.mosquitto_hash(pw)}  # fmt: skip
+            identity = DeviceIdentity(
+                **{**asdict(identity), "mqtt_username": user, "mqtt_password": pw}
+            )
+            record["mqtt"] = {
+                "kind": "password",
+                "username": user,
+                "password_hash": keys.mosquitto_hash(pw),
+            }
         self._store(identity, record)
         logger.info("issued identity for %s (mqtt=%s)", device_id, mqtt)
         return identity
@@ -185,8 +197,11 @@ class FleetCA:
         _write(
             self.dir / "supernodes" / f"{identity.device_id}.pub", identity.supernode_public, 0o644
         )
-        _write(self.dir / "devices" / f"{identity.device_id}.json",
-               json.dumps(record, indent=2).encode() + b"\n", 0o644)  # fmt: skip
+        _write(
+            self.dir / "devices" / f"{identity.device_id}.json",
+            json.dumps(record, indent=2).encode() + b"\n",
+            0o644,
+        )
         self._refresh_lists()
 
     def _load(self, device_id: str) -> DeviceIdentity | None:
@@ -216,8 +231,11 @@ class FleetCA:
             raise CaError(f"no device {device_id!r} in {self.dir / 'devices'}")
         if not record.get("revoked_at"):
             record["revoked_at"] = self._clock().isoformat()
-            _write(self.dir / "devices" / f"{device_id}.json",
-                   json.dumps(record, indent=2).encode() + b"\n", 0o644)  # fmt: skip
+            _write(
+                self.dir / "devices" / f"{device_id}.json",
+                json.dumps(record, indent=2).encode() + b"\n",
+                0o644,
+            )
         secret_dir = self.dir / "devices" / device_id
         for path in secret_dir.glob("*"):
             path.unlink()

@@ -90,9 +90,13 @@ def _wheelhouse(values: dict[str, Any], python: str, platform: str) -> Path:
 
 
 def _plan(
-    values: dict[str, Any], ca: Path | None, mqtt_auth: str | None, reissue: bool,
-    python: str, platform: str,
-) -> Any:  # fmt: skip
+    values: dict[str, Any],
+    ca: Path | None,
+    mqtt_auth: str | None,
+    reissue: bool,
+    python: str,
+    platform: str,
+) -> Any:
     """Options, then the wheelhouse, then the CA: every check runs before anything is written
     (the CA's inventory, the image, the root, the board)."""
     from provisioning.ca import FleetCA
@@ -133,15 +137,28 @@ def image(
     os_flavour: Annotated[str, typer.Option("--os", help="auto | bookworm | trixie")] = "auto",
     write: Annotated[Path | None, typer.Option(help="Then write it to this SD card.")] = None,
     yes_erase_disk: Annotated[bool, typer.Option(help="Confirm --write.")] = False,
-    ca: CaDir = None, hostname: Hostname = None, user: User = "pi",
-    password_hash: PasswordHash = None, ssh_key: SshKey = None, wifi_ssid: WifiSsid = None,
-    wifi_psk: WifiPsk = None, wifi_country: WifiCountry = None, coordinator: Coordinator = None,
-    insecure: Insecure = False, mqtt: Mqtt = None, mqtt_auth: MqttAuth = None,
-    wheelhouse: Wheelhouse = None, from_index: FromIndex = False, index_url: IndexUrl = None,
-    package: Package = "orchard-fl[agent,train]", python: Python = "3.11",
-    platform: Platform = "aarch64", config: Config = None, timezone: Timezone = None,
+    ca: CaDir = None,
+    hostname: Hostname = None,
+    user: User = "pi",
+    password_hash: PasswordHash = None,
+    ssh_key: SshKey = None,
+    wifi_ssid: WifiSsid = None,
+    wifi_psk: WifiPsk = None,
+    wifi_country: WifiCountry = None,
+    coordinator: Coordinator = None,
+    insecure: Insecure = False,
+    mqtt: Mqtt = None,
+    mqtt_auth: MqttAuth = None,
+    wheelhouse: Wheelhouse = None,
+    from_index: FromIndex = False,
+    index_url: IndexUrl = None,
+    package: Package = "orchard-fl[agent,train]",
+    python: Python = "3.11",
+    platform: Platform = "aarch64",
+    config: Config = None,
+    timezone: Timezone = None,
     reissue: Reissue = False,
-) -> None:  # fmt: skip
+) -> None:
     """Edit a Raspberry Pi OS image offline (no root) so the board provisions itself."""
     values = {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
     from provisioning.image import disk, files
@@ -169,15 +186,28 @@ def image(
 def rootfs(
     root: Annotated[Path, typer.Option(help="A mounted root filesystem (the SD card's rootfs).")],
     device_id: DeviceId,
-    ca: CaDir = None, hostname: Hostname = None, user: User = "pi",
-    password_hash: PasswordHash = None, ssh_key: SshKey = None, wifi_ssid: WifiSsid = None,
-    wifi_psk: WifiPsk = None, wifi_country: WifiCountry = None, coordinator: Coordinator = None,
-    insecure: Insecure = False, mqtt: Mqtt = None, mqtt_auth: MqttAuth = None,
-    wheelhouse: Wheelhouse = None, from_index: FromIndex = False, index_url: IndexUrl = None,
-    package: Package = "orchard-fl[agent,train]", python: Python = "3.11",
-    platform: Platform = "aarch64", config: Config = None, timezone: Timezone = None,
+    ca: CaDir = None,
+    hostname: Hostname = None,
+    user: User = "pi",
+    password_hash: PasswordHash = None,
+    ssh_key: SshKey = None,
+    wifi_ssid: WifiSsid = None,
+    wifi_psk: WifiPsk = None,
+    wifi_country: WifiCountry = None,
+    coordinator: Coordinator = None,
+    insecure: Insecure = False,
+    mqtt: Mqtt = None,
+    mqtt_auth: MqttAuth = None,
+    wheelhouse: Wheelhouse = None,
+    from_index: FromIndex = False,
+    index_url: IndexUrl = None,
+    package: Package = "orchard-fl[agent,train]",
+    python: Python = "3.11",
+    platform: Platform = "aarch64",
+    config: Config = None,
+    timezone: Timezone = None,
     reissue: Reissue = False,
-) -> None:  # fmt: skip
+) -> None:
     """Apply the plan to a mounted root directory."""
     values = {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
     from provisioning.targets import get
@@ -195,15 +225,28 @@ def ssh(
     device_id: DeviceId,
     port: Annotated[int | None, typer.Option(help="SSH port.")] = None,
     sudo: Annotated[bool | None, typer.Option(help="Use sudo (default: unless root).")] = None,
-    ca: CaDir = None, hostname: Hostname = None, user: User = "pi",
-    password_hash: PasswordHash = None, ssh_key: SshKey = None, wifi_ssid: WifiSsid = None,
-    wifi_psk: WifiPsk = None, wifi_country: WifiCountry = None, coordinator: Coordinator = None,
-    insecure: Insecure = False, mqtt: Mqtt = None, mqtt_auth: MqttAuth = None,
-    wheelhouse: Wheelhouse = None, from_index: FromIndex = False, index_url: IndexUrl = None,
-    package: Package = "orchard-fl[agent,train]", python: Python = "3.11",
-    platform: Platform = "aarch64", config: Config = None, timezone: Timezone = None,
+    ca: CaDir = None,
+    hostname: Hostname = None,
+    user: User = "pi",
+    password_hash: PasswordHash = None,
+    ssh_key: SshKey = None,
+    wifi_ssid: WifiSsid = None,
+    wifi_psk: WifiPsk = None,
+    wifi_country: WifiCountry = None,
+    coordinator: Coordinator = None,
+    insecure: Insecure = False,
+    mqtt: Mqtt = None,
+    mqtt_auth: MqttAuth = None,
+    wheelhouse: Wheelhouse = None,
+    from_index: FromIndex = False,
+    index_url: IndexUrl = None,
+    package: Package = "orchard-fl[agent,train]",
+    python: Python = "3.11",
+    platform: Platform = "aarch64",
+    config: Config = None,
+    timezone: Timezone = None,
     reissue: Reissue = False,
-) -> None:  # fmt: skip
+) -> None:
     """Apply the plan to a running board over SSH (a second run changes nothing)."""
     values = {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
     from provisioning.targets import get
@@ -214,23 +257,38 @@ def ssh(
 
 
 _NOT_OPTIONS = {
-    "image", "out", "os_flavour", "write", "yes_erase_disk", "root", "host", "port", "sudo",
-    "ca", "mqtt_auth", "reissue", "python", "platform",
-}  # fmt: skip
+    "image",
+    "out",
+    "os_flavour",
+    "write",
+    "yes_erase_disk",
+    "root",
+    "host",
+    "port",
+    "sudo",
+    "ca",
+    "mqtt_auth",
+    "reissue",
+    "python",
+    "platform",
+}
 
 
 @app.command("wheelhouse")
 def wheelhouse_command(
-    out: Annotated[Path, typer.Option(help="Where to build it (a wheelhouse there is replaced).")]
-    = Path("wheelhouse"),
+    out: Annotated[
+        Path, typer.Option(help="Where to build it (a wheelhouse there is replaced).")
+    ] = Path("wheelhouse"),
     python: Python = "3.11",
     platform: Platform = "aarch64",
-    extras: Annotated[str, typer.Option(help="Orchard's extras, comma-separated; '' for none.")]
-    = "agent,train",
-    project: Annotated[Path | None, typer.Option(help="Orchard's source tree (default: this one).")]
-    = None,
+    extras: Annotated[
+        str, typer.Option(help="Orchard's extras, comma-separated; '' for none.")
+    ] = "agent,train",
+    project: Annotated[
+        Path | None, typer.Option(help="Orchard's source tree (default: this one).")
+    ] = None,
     check: Annotated[bool, typer.Option("--check", help="Only verify --out, offline.")] = False,
-) -> None:  # fmt: skip
+) -> None:
     """Orchard's wheel and every dependency as wheels for the board, for offline installs."""
     from provisioning import wheelcheck, wheelhouse
     from provisioning.errors import InvalidOption

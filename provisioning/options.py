@@ -26,10 +26,24 @@ _SSH_KEY = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 FLOWER_FLEET_PORT = 9092
 _KNOWN = {
-    "device_id", "hostname", "user", "password_hash", "ssh_keys", "wifi_ssid", "wifi_psk",
-    "wifi_country", "coordinator", "insecure", "mqtt", "wheelhouse", "package", "base_config",
-    "timezone", "from_index", "index_url",
-}  # fmt: skip
+    "device_id",
+    "hostname",
+    "user",
+    "password_hash",
+    "ssh_keys",
+    "wifi_ssid",
+    "wifi_psk",
+    "wifi_country",
+    "coordinator",
+    "insecure",
+    "mqtt",
+    "wheelhouse",
+    "package",
+    "base_config",
+    "timezone",
+    "from_index",
+    "index_url",
+}
 DEFAULT_PACKAGE = "orchard-fl[agent,train]"
 _PROJECT = "orchard-fl"
 
@@ -204,9 +218,11 @@ def _install_source(table: Mapping[str, Any], package: str) -> tuple[bool, str |
     orchard_extras(package)
     if wheelhouse is None:
         raise InvalidOption(
-            "wheelhouse", None, "a directory of .whl files (orchard-provision wheelhouse), "
+            "wheelhouse",
+            None,
+            "a directory of .whl files (orchard-provision wheelhouse), "
             "or from_index = true to install from a package index",
-        )  # fmt: skip
+        )
     wheelhouse = Path(wheelhouse)
     if not wheelhouse.is_dir() or not any(wheelhouse.glob("*.whl")):
         raise InvalidOption("wheelhouse", str(wheelhouse), "a directory of .whl files")

@@ -69,29 +69,45 @@ ENABLE = (
 def build_plan(opts: DeviceOptions, identity: DeviceIdentity | None) -> Plan:
     config = render.agent_config(opts, identity)
     files: list[PlannedFile] = [
-        PlannedFile(paths.AGENT_TOML, render.toml_text(config), 0o640, "root", paths.USER,
-                    secret=True),  # may hold the MQTT password
+        PlannedFile(
+            paths.AGENT_TOML, render.toml_text(config), 0o640, "root", paths.USER, secret=True
+        ),  # may hold the MQTT password
         PlannedFile(paths.DEVICE_JSON, render.device_json(opts, identity)),
         PlannedFile(paths.BUDGET_DROPIN, render.budget_dropin(config)),
         PlannedFile(f"{paths.UNIT_DIR}/{paths.FIRSTBOOT_UNIT}", render.FIRSTBOOT_UNIT.encode()),
         PlannedFile(paths.SYSUSERS, render.sysusers()),
-        PlannedFile(paths.INSTALLER, install_script(opts.package, tuple(u for u, _ in ENABLE),
-                    from_index=opts.from_index, index_url=opts.index_url), 0o755),
-    ]  # fmt: skip
+        PlannedFile(
+            paths.INSTALLER,
+            install_script(
+                opts.package,
+                tuple(u for u, _ in ENABLE),
+                from_index=opts.from_index,
+                index_url=opts.index_url,
+            ),
+            0o755,
+        ),
+    ]
     files += [PlannedFile(f"{paths.UNIT_DIR}/{unit}", read_unit(unit)) for unit in BOARD_UNITS]
     if identity is not None:
         files.append(PlannedFile(paths.CA_PEM, identity.ca_pem))
         files.append(PlannedFile(paths.SUPERNODE_PUB, identity.supernode_public))
         files.append(
-            PlannedFile(paths.SUPERNODE_KEY, identity.supernode_private, 0o600, paths.USER,
-                        paths.USER, secret=True)
-        )  # fmt: skip
+            PlannedFile(
+                paths.SUPERNODE_KEY,
+                identity.supernode_private,
+                0o600,
+                paths.USER,
+                paths.USER,
+                secret=True,
+            )
+        )
         if identity.mqtt_cert is not None and identity.mqtt_key is not None:
             files.append(PlannedFile(paths.MQTT_CERT, identity.mqtt_cert))
             files.append(
-                PlannedFile(paths.MQTT_KEY, identity.mqtt_key, 0o600, paths.USER, paths.USER,
-                            secret=True)
-            )  # fmt: skip
+                PlannedFile(
+                    paths.MQTT_KEY, identity.mqtt_key, 0o600, paths.USER, paths.USER, secret=True
+                )
+            )
     if opts.wheelhouse is not None:
         for wheel in sorted(opts.wheelhouse.glob("*.whl")):
             files.append(PlannedFile(f"{paths.WHEELHOUSE}/{wheel.name}", source=wheel))

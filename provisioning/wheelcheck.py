@@ -69,20 +69,26 @@ class Target:
         version = tuple(int(part) for part in self.python.split("."))
         plats = self.platform_tags()
         return frozenset(
-            [*cpython_tags(version, [self.abi], plats),
-             *compatible_tags(version, self.abi, plats)]
-        )  # fmt: skip
+            [*cpython_tags(version, [self.abi], plats), *compatible_tags(version, self.abi, plats)]
+        )
 
     def environment(self, extra: str = "") -> dict[str, str]:
         """PEP 508 marker values of the board, not of the machine running this code."""
         full = f"{self.python}.0"
         return {
-            "implementation_name": "cpython", "implementation_version": full,
-            "os_name": "posix", "platform_machine": self.platform,
-            "platform_python_implementation": "CPython", "platform_release": "",
-            "platform_system": "Linux", "platform_version": "", "python_full_version": full,
-            "python_version": self.python, "sys_platform": "linux", "extra": extra,
-        }  # fmt: skip
+            "implementation_name": "cpython",
+            "implementation_version": full,
+            "os_name": "posix",
+            "platform_machine": self.platform,
+            "platform_python_implementation": "CPython",
+            "platform_release": "",
+            "platform_system": "Linux",
+            "platform_version": "",
+            "python_full_version": full,
+            "python_version": self.python,
+            "sys_platform": "linux",
+            "extra": extra,
+        }
 
     def wants(self, req: Requirement, extras: Iterable[str] = ()) -> bool:
         if req.marker is None:
@@ -185,9 +191,11 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
 
 
 def verify(
-    directory: Path, python: str = "3.11", platform: str = "aarch64",
+    directory: Path,
+    python: str = "3.11",
+    platform: str = "aarch64",
     extras: Iterable[str] = ("agent", "train"),
-) -> Checked:  # fmt: skip
+) -> Checked:
     """Raise :class:`WheelhouseError` naming the package unless the wheelhouse is complete."""
     directory, target, extras = Path(directory), Target(python, platform), tuple(extras)
     if not directory.is_dir():

@@ -33,8 +33,21 @@ from provisioning.wheelcheck import PROJECT, Target
 
 logger = logging.getLogger(__name__)
 _UV_PLATFORMS = {"aarch64": "aarch64-manylinux_2_36", "x86_64": "x86_64-manylinux_2_36"}
-_SKIP_TOP = {".git", ".venv", "venv", "build", "dist", "tests", "benchmarks", "docs", "scripts",
-             "orchard-demo", "orchard-state", "runs", "out"}  # fmt: skip
+_SKIP_TOP = {
+    ".git",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "tests",
+    "benchmarks",
+    "docs",
+    "scripts",
+    "orchard-demo",
+    "orchard-state",
+    "runs",
+    "out",
+}
 _EPOCH = "946684800"  # SOURCE_DATE_EPOCH: the same source gives the same wheel (and sha256)
 _MAX_MISSING = 20
 
@@ -83,10 +96,12 @@ def build_project_wheel(project: Path, out: Path) -> Path:
         def ignore(folder: str, names: list[str]) -> set[str]:
             top = Path(folder) == project
             return {
-                n for n in names
-                if n == "__pycache__" or n.endswith((".egg-info", ".pyc", ".whl"))
+                n
+                for n in names
+                if n == "__pycache__"
+                or n.endswith((".egg-info", ".pyc", ".whl"))
                 or (top and (n in _SKIP_TOP or n.startswith(".")))
-            }  # fmt: skip
+            }
 
         shutil.copytree(project, src, ignore=ignore)
         argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)]
@@ -121,9 +136,24 @@ def resolve(
         req, constraints = Path(tmp) / "requirements.in", Path(tmp) / "constraints.txt"
         req.write_text(f"{top} @ {project_wheel.resolve().as_uri()}\n")
         constraints.write_text("".join(f"{spec}\n" for spec in exclude))
-        argv = [_uv(), "pip", "compile", str(req), "--constraint", str(constraints),
-                "--python-version", target.python, "--only-binary", ":all:", "--no-header",
-                "--annotation-style", "line", "--no-emit-package", PROJECT, "--quiet"]  # fmt: skip
+        argv = [
+            _uv(),
+            "pip",
+            "compile",
+            str(req),
+            "--constraint",
+            str(constraints),
+            "--python-version",
+            target.python,
+            "--only-binary",
+            ":all:",
+            "--no-header",
+            "--annotation-style",
+            "line",
+            "--no-emit-package",
+            PROJECT,
+            "--quiet",
+        ]
         uv_platform = _UV_PLATFORMS.get(target.platform)
         argv += ["--python-platform", uv_platform] if uv_platform else ["--universal"]
         done = _run(argv, "resolving with uv")
@@ -150,9 +180,23 @@ def download(pins: dict[str, str], target: Target, dest: Path) -> list[str]:
     without them); raises :class:`WheelhouseError` naming every pin that has no wheel at all.
     """
     platforms = [arg for tag in target.platform_tags() for arg in ("--platform", tag)]
-    argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--dest", str(dest), *platforms, "--python-version", target.python,
-            "--implementation", "cp", "--abi", target.abi]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--dest",
+        str(dest),
+        *platforms,
+        "--python-version",
+        target.python,
+        "--implementation",
+        "cp",
+        "--abi",
+        target.abi,
+    ]
     remaining, missing, wrong_python = list(pins), list[str](), list[str]()
     while remaining and len(missing) < _MAX_MISSING:
         done = _run([*argv, *remaining], "pip download")

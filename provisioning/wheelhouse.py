@@ -36,10 +36,15 @@ def cache_root() -> Path:
 
 
 def build(
-    out: Path, python: str = "3.11", platform: str = "aarch64",
-    extras: Iterable[str] = ("agent", "train"), *, project: Path | None = None,
-    project_wheel: Path | None = None, progress: Progress | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    out: Path,
+    python: str = "3.11",
+    platform: str = "aarch64",
+    extras: Iterable[str] = ("agent", "train"),
+    *,
+    project: Path | None = None,
+    project_wheel: Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Build the wheelhouse in ``out`` (replacing one built before); returns its manifest.
 
     Nothing in ``out`` changes unless the whole build and its verification succeed.
@@ -111,23 +116,34 @@ def _write_manifest(
     wheel = Wheel.from_path(own)
     manifest = {
         "format": 1,
-        "target": {"python": target.python, "platform": target.platform,
-                   "tags": f"{target.abi} {target.platform_tags()[0]}"},
+        "target": {
+            "python": target.python,
+            "platform": target.platform,
+            "tags": f"{target.abi} {target.platform_tags()[0]}",
+        },
         "extras": list(extras),
         "requirement": f"{wheelfetch.requirement(extras)}=={wheel.version}",
-        "project": {"file": own.name, "sha256": sha256(own),
-                    "requires_dist": [str(r) for r in wheel.requires()]},
+        "project": {
+            "file": own.name,
+            "sha256": sha256(own),
+            "requires_dist": [str(r) for r in wheel.requires()],
+        },
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "wheels": {p.name: sha256(p) for p in sorted(directory.glob("*.whl"))},
-    }  # fmt: skip
+    }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
 def ensure(
-    python: str = "3.11", platform: str = "aarch64", extras: Iterable[str] = ("agent", "train"),
-    *, cache: Path | None = None, project: Path | None = None, progress: Progress | None = None,
-) -> Path:  # fmt: skip
+    python: str = "3.11",
+    platform: str = "aarch64",
+    extras: Iterable[str] = ("agent", "train"),
+    *,
+    cache: Path | None = None,
+    project: Path | None = None,
+    progress: Progress | None = None,
+) -> Path:
     """A verified wheelhouse for this target in the cache, built only when it must be.
 
     Reused as it is when its orchard-fl wheel has the sha256 of a fresh build of the source;

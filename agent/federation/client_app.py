@@ -125,9 +125,11 @@ def _legacy_train(msg: Message, context: Context) -> Message:
         logger.warning("train round refused: %s", exc)
         return Message(Error(code=int(exc.code), reason=str(exc)), reply_to=msg)
     fitres = FitRes(
-        Status(Code.OK, ""), ndarrays_to_parameters(arrays), int(metrics["num-examples"]),
+        Status(Code.OK, ""),
+        ndarrays_to_parameters(arrays),
+        int(metrics["num-examples"]),
         dict(metrics),
-    )  # fmt: skip
+    )
     return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
 

@@ -192,8 +192,10 @@ class SupernodeSupervisor:
                 delay = self.settings.restart_min_s
             self.state = "failed" if self._refused else "backoff"
             self.restarts += 1
-            self.on_event("supernode_exit", {"rc": self.last_exit, "restart_in_s": delay,
-                                             "reason": self._refused})  # fmt: skip
+            self.on_event(
+                "supernode_exit",
+                {"rc": self.last_exit, "restart_in_s": delay, "reason": self._refused},
+            )
             logger.warning(
                 "flower-supernode exited (rc %s); restart in %.1f s", self.last_exit, delay
             )
@@ -255,8 +257,9 @@ class SupernodeSupervisor:
         elif (refusal := refusal_in(line)) is not None:
             self._refused = refusal
             if refusal != self.last_error:
-                logger.warning("the SuperLink %s refused this SuperNode: %s",
-                               self.settings.superlink, refusal)  # fmt: skip
+                logger.warning(
+                    "the SuperLink %s refused this SuperNode: %s", self.settings.superlink, refusal
+                )
             self.last_error = refusal
         elif "Connection attempt failed" in line and not self._refused:
             # Flower's own retry loop: the process lives on, but the SuperLink is unreachable

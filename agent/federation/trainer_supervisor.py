@@ -208,9 +208,13 @@ class TrainerSupervisor:
         except OSError:
             return
         stopped = {
-            "state": "stopped", "pid": None, "request_started": None, "last_outcome": outcome,
-            "last_reason": reason, "peak_rss_mb": round(peak, 1),
-        }  # fmt: skip
+            "state": "stopped",
+            "pid": None,
+            "request_started": None,
+            "last_outcome": outcome,
+            "last_reason": reason,
+            "peak_rss_mb": round(peak, 1),
+        }
         try:
             status.update(self.status_path, **stopped)
             recorded = True

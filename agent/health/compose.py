@@ -61,8 +61,9 @@ class Composer:
         health: Health = self._validate(Health, base, extra, "health")
         return health
 
-    def birth(self, *, device_id: str, fleet: str | None, session: int, now: float,
-              interval_s: float) -> Birth:  # fmt: skip
+    def birth(
+        self, *, device_id: str, fleet: str | None, session: int, now: float, interval_s: float
+    ) -> Birth:
         if self._static is None:
             self._static = static_facts(self.facts)
         base: dict[str, Any] = {

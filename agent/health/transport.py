@@ -329,8 +329,9 @@ class PahoTransport:
             return
         self._connected = True
         self._last_error = None
-        logger.info("connected to %s:%s (MQTT %s)", self.settings.host, self.settings.port,
-                    self._protocol)  # fmt: skip
+        logger.info(
+            "connected to %s:%s (MQTT %s)", self.settings.host, self.settings.port, self._protocol
+        )
         if self._hooks is not None:
             self._hooks.connected(self._protocol)
 

@@ -97,16 +97,23 @@ class Jobs:
                 reply = self._evaluate(model, spec, data, request, arrays)
         except JobError as exc:
             status.update(
-                self.status_path, state="idle", last_outcome="error", last_reason=str(exc),
+                self.status_path,
+                state="idle",
+                last_outcome="error",
+                last_reason=str(exc),
                 request_started=None,
-            )  # fmt: skip
+            )
             raise
         duration = time.perf_counter() - started
         status.update(
-            self.status_path, state="idle", last_outcome="ok", last_reason=None,
-            last_duration_s=round(duration, 3), peak_rss_mb=round(peak_rss_mb(), 1),
+            self.status_path,
+            state="idle",
+            last_outcome="ok",
+            last_reason=None,
+            last_duration_s=round(duration, 3),
+            peak_rss_mb=round(peak_rss_mb(), 1),
             request_started=None,
-        )  # fmt: skip
+        )
         return reply
 
     def _model(self, spec: ModelSpec) -> Any:
@@ -134,10 +141,13 @@ class Jobs:
                 seed=request.round,
             )
             result = fit(
-                model, spec, (data.x_train, data.y_train), config,
+                model,
+                spec,
+                (data.x_train, data.y_train),
+                config,
                 global_weights=global_weights if config.mu > 0 else None,
                 validation=(data.x_val, data.y_val),
-            )  # fmt: skip
+            )
         except SpecError as exc:
             raise JobError(ErrorCode.BAD_REQUEST, str(exc)) from exc
         name = metric_name(spec.task)
@@ -225,10 +235,16 @@ class Jobs:
             tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{rnd}.", suffix=".tmp", dir=self.inbox))
             try:
                 export_tflite(
-                    model, spec, tmp, quantization=quantization,
-                    representative=data.x_train[:512], held=held, name=name, version=version,
+                    model,
+                    spec,
+                    tmp,
+                    quantization=quantization,
+                    representative=data.x_train[:512],
+                    held=held,
+                    name=name,
+                    version=version,
                     metrics={k: float(v) for k, v in metrics.items()},
-                )  # fmt: skip
+                )
             except ExportError as exc:
                 logger.warning("export %s %s refused: %s", version, quantization, exc)
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -119,9 +119,11 @@ class Device:
         log = (self.root / "agent.log").open("ab")
         self.proc = subprocess.Popen(
             [str(BIN / "orchard-agent"), "run", "--config", str(self.config_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+        )
         log.close()
 
     def get(self, path: str, timeout: float = 5.0) -> dict[str, Any]:

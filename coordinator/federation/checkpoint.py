@@ -94,11 +94,17 @@ class GlobalModel:
         for q in dict.fromkeys((quantization, "float32")):
             try:
                 manifest = export_tflite(
-                    self.model, self.spec, out, quantization=q, representative=holdout.x[:512],
-                    held=held, name=name, version=version,
+                    self.model,
+                    self.spec,
+                    out,
+                    quantization=q,
+                    representative=holdout.x[:512],
+                    held=held,
+                    name=name,
+                    version=version,
                     metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
                     save_keras=True,
-                )  # fmt: skip
+                )
             except ExportError as exc:
                 logger.warning("round export %s (%s) refused: %s", version, q, exc)
                 continue

@@ -250,8 +250,9 @@ def secure_train(
         on_fit_config_fn=lambda _rnd: dict(config),
         fit_metrics_aggregation_fn=_weighted_metrics,
     )
-    base = Context(run_id=grid.run.run_id, node_id=0, node_config={}, state=RecordDict(),
-                   run_config={})  # fmt: skip
+    base = Context(
+        run_id=grid.run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config={}
+    )
     context = LegacyContext(base, ServerConfig(num_rounds=rnd), strategy, manager)
     start = compat.parameters_to_arrayrecord(ndarrays_to_parameters(arrays), keep_input=True)
     context.state.array_records[MAIN_PARAMS_RECORD] = start

@@ -75,10 +75,14 @@ class SuperLink:
         s = self.settings
         cmd = [
             str(BIN / "flower-superlink"),
-            "--database", str(self.workdir / "state.db"),
+            "--database",
+            str(self.workdir / "state.db"),
             "--disable-runtime-dependency-installation",
-            "--host", s.host, "--port", str(s.port),
-        ]  # fmt: skip
+            "--host",
+            s.host,
+            "--port",
+            str(s.port),
+        ]
         if s.certificates:
             ca, cert, key = s.certificates
             cmd += [
@@ -101,9 +105,13 @@ class SuperLink:
         self._write_cli_config()
         log = (self.workdir / "superlink.log").open("ab")
         self.proc = subprocess.Popen(
-            self.command(), cwd=self.workdir, env=flower_env(self.home),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            self.command(),
+            cwd=self.workdir,
+            env=flower_env(self.home),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         url = (
@@ -151,8 +159,13 @@ class SuperLink:
     # -- the flwr CLI ----------------------------------------------------------------------
     def _write_cli_config(self) -> None:
         self.cli_home.mkdir(parents=True, exist_ok=True)
-        lines = ["[superlink]", f'default = "{CONNECTION}"', "", f"[superlink.{CONNECTION}]",
-                 f'address = "{self.settings.address}"']  # fmt: skip
+        lines = [
+            "[superlink]",
+            f'default = "{CONNECTION}"',
+            "",
+            f"[superlink.{CONNECTION}]",
+            f'address = "{self.settings.address}"',
+        ]
         if self.settings.certificates:
             lines.append(f'root-certificates = "{self.settings.certificates[0]}"')
         else:
@@ -164,9 +177,14 @@ class SuperLink:
         cmd = [str(BIN / "flwr"), *args, "--format", "json"]
         try:
             done = subprocess.run(
-                cmd, env=flower_env(self.cli_home), cwd=self.workdir, capture_output=True,
-                text=True, timeout=timeout, check=False,
-            )  # fmt: skip
+                cmd,
+                env=flower_env(self.cli_home),
+                cwd=self.workdir,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             raise SuperLinkError(f"{' '.join(args[:1])} timed out after {timeout:g} s") from exc
         try:

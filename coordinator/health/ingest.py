@@ -174,8 +174,9 @@ class HealthIngest:
         with self._lock:
             if client is not self._client or self._closed:
                 return
-            logger.info("broker %s:%d %s to an MQTT 5 CONNECT; using 3.1.1",
-                        self.host, self.port, why)  # fmt: skip
+            logger.info(
+                "broker %s:%d %s to an MQTT 5 CONNECT; using 3.1.1", self.host, self.port, why
+            )
             client.loop_stop()  # from its own thread: only asks the loop to end
             self._protocol = MQTTProtocolVersion.MQTTv311
             self._start()
@@ -214,8 +215,9 @@ class HealthIngest:
         if v5 and self._auto and not self._connack_seen:
             self._fall_back(client, "closed the connection instead of answering")
         else:
-            logger.warning("health ingest lost broker %s:%d (%s); reconnecting",
-                           self.host, self.port, reason)  # fmt: skip
+            logger.warning(
+                "health ingest lost broker %s:%d (%s); reconnecting", self.host, self.port, reason
+            )
 
     def _on_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         item = (msg.topic, bytes(msg.payload), bool(msg.retain), self._clock())
@@ -306,7 +308,10 @@ class HealthIngest:
             logger.debug(fmt, *args)
             return
         if self._suppressed:
-            logger.warning("%d more refused messages in the last %.0f s (see debug log)",
-                           self._suppressed, now - self._last_warning)  # fmt: skip
+            logger.warning(
+                "%d more refused messages in the last %.0f s (see debug log)",
+                self._suppressed,
+                now - self._last_warning,
+            )
         self._last_warning, self._suppressed = now, 0
         logger.warning(fmt, *args)

@@ -37,17 +37,22 @@ class HealthMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.ingested = Counter(
-            "orchard_health_messages", "Valid health messages ingested.", ["kind"],
+            "orchard_health_messages",
+            "Valid health messages ingested.",
+            ["kind"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.invalid = Counter(
-            "orchard_health_invalid_messages", "Health messages refused.", ["kind"],
+            "orchard_health_invalid_messages",
+            "Health messages refused.",
+            ["kind"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.dropped = Counter(
-            "orchard_health_dropped_messages", "Messages dropped: the ingest queue was full.",
+            "orchard_health_dropped_messages",
+            "Messages dropped: the ingest queue was full.",
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
             "orchard_health_ingest_latency_seconds",
             "From the device's timestamp to the registry write.",
@@ -55,9 +60,10 @@ class HealthMetrics:
             registry=self.registry,
         )
         self.connected = Gauge(
-            "orchard_health_broker_connected", "1 while subscribed to the broker.",
+            "orchard_health_broker_connected",
+            "1 while subscribed to the broker.",
             registry=self.registry,
-        )  # fmt: skip
+        )
         self._states: _DeviceStates | None = None
 
     def watch_devices(self, counts: Callable[[], dict[str, int]]) -> None:
@@ -69,8 +75,10 @@ class HealthMetrics:
 
     def count(self, name: str, kind: str) -> float:
         """Current value of ``ingested`` or ``invalid`` for ``kind`` (0 when never seen)."""
-        metric = {"ingested": "orchard_health_messages_total",
-                  "invalid": "orchard_health_invalid_messages_total"}[name]  # fmt: skip
+        metric = {
+            "ingested": "orchard_health_messages_total",
+            "invalid": "orchard_health_invalid_messages_total",
+        }[name]
         return self.registry.get_sample_value(metric, {"kind": kind}) or 0.0
 
     def render(self) -> bytes:

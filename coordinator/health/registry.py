@@ -160,9 +160,18 @@ class Registry:
                 "UPDATE devices SET status=?, session=?, reasons=?, status_ts=? "
                 "WHERE device_id=? AND (session IS NULL OR ? > session OR ? >= status_ts "
                 "OR (? = session AND ? IN ('lost', 'disconnected')))",
-                (payload.state, payload.session, json.dumps(payload.reasons), payload.ts,
-                 device_id, payload.session, payload.ts, payload.session, payload.state),
-            )  # fmt: skip
+                (
+                    payload.state,
+                    payload.session,
+                    json.dumps(payload.reasons),
+                    payload.ts,
+                    device_id,
+                    payload.session,
+                    payload.ts,
+                    payload.session,
+                    payload.state,
+                ),
+            )
         elif isinstance(payload, Birth):
             db.execute(
                 "UPDATE devices SET birth=?, interval_s=? WHERE device_id=?",
@@ -185,8 +194,10 @@ class Registry:
         node_id = h.federation.node_id
         if node_id is not None and self._node_ids.get(device_id) != node_id:
             # a node id belongs to one device: the latest to report it
-            db.execute("UPDATE devices SET node_id=NULL WHERE node_id=? AND device_id!=?",
-                       (_to_sql(node_id), device_id))  # fmt: skip
+            db.execute(
+                "UPDATE devices SET node_id=NULL WHERE node_id=? AND device_id!=?",
+                (_to_sql(node_id), device_id),
+            )
             db.execute(
                 "UPDATE devices SET node_id=? WHERE device_id=?", (_to_sql(node_id), device_id)
             )
@@ -250,8 +261,23 @@ class Registry:
         return self._record(rows[0], self.clock()) if rows else None
 
     def _record(self, row: tuple[Any, ...], now: float) -> DeviceRecord:
-        (device_id, fleet, status, session, reasons, birth, health, first_seen, last_seen,
-         last_health_at, interval_s, node_id, last_round, last_outcome, failures) = row  # fmt: skip
+        (
+            device_id,
+            fleet,
+            status,
+            session,
+            reasons,
+            birth,
+            health,
+            first_seen,
+            last_seen,
+            last_health_at,
+            interval_s,
+            node_id,
+            last_round,
+            last_outcome,
+            failures,
+        ) = row
         interval = float(interval_s or self.default_interval_s)
         silent = max(0.0, now - float(last_seen))
         return DeviceRecord(

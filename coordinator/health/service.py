@@ -74,8 +74,11 @@ class HealthService:
         if s.mqtt.embedded:
             self.broker = EmbeddedBroker(s.mqtt.embedded_host, s.mqtt.port)
             self.broker.start()
-            logger.info("no [mqtt] host configured: embedded broker on %s:%d",
-                        self.mqtt_host, self.mqtt_port)  # fmt: skip
+            logger.info(
+                "no [mqtt] host configured: embedded broker on %s:%d",
+                self.mqtt_host,
+                self.mqtt_port,
+            )
         r = s.registry
         self.registry = Registry(
             r.resolve_path(self.runs_dir),
@@ -90,8 +93,11 @@ class HealthService:
         )
         self.ingest.start()
         if not self.ingest.wait_subscribed(self.subscribe_timeout_s):
-            logger.warning("MQTT broker %s:%d not reachable yet; the ingest keeps retrying",
-                           self.mqtt_host, self.mqtt_port)  # fmt: skip
+            logger.warning(
+                "MQTT broker %s:%d not reachable yet; the ingest keeps retrying",
+                self.mqtt_host,
+                self.mqtt_port,
+            )
         if s.dashboard.enabled:
             from coordinator.dashboard.app import create_app
             from coordinator.dashboard.server import DashboardServer

@@ -14,8 +14,9 @@ def build(spec: ModelSpec) -> keras.Model:
     w = spec.width
     # Large images: a strided first convolution keeps compute Pi-sized.
     stride = 2 if side >= 48 else 1
-    h = keras.layers.Conv2D(w // 4, 3, strides=stride, padding="same", activation="relu",
-                            name="conv_1")(h)  # fmt: skip
+    h = keras.layers.Conv2D(
+        w // 4, 3, strides=stride, padding="same", activation="relu", name="conv_1"
+    )(h)
     if side // stride >= 8:
         h = keras.layers.MaxPooling2D(2, name="pool_1")(h)
     h = keras.layers.Conv2D(w // 2, 3, padding="same", activation="relu", name="conv_2")(h)

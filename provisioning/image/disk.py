@@ -13,8 +13,9 @@ from provisioning.errors import TargetError
 _CHUNK = 4 * 1024 * 1024
 
 
-def check_disk(device: Path, sys_block: Path = Path("/sys/block"),
-               mounts: Path = Path("/proc/mounts")) -> None:  # fmt: skip
+def check_disk(
+    device: Path, sys_block: Path = Path("/sys/block"), mounts: Path = Path("/proc/mounts")
+) -> None:
     """Raise TargetError unless ``device`` is a removable, unmounted whole disk."""
     try:
         mode = os.stat(device).st_mode

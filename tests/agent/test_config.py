@@ -99,18 +99,23 @@ def test_no_sensors_is_named(tmp_path: Path) -> None:
 def test_check_config_cli(tmp_path: Path) -> None:
     bad = subprocess.run(
         [str(BIN / "orchard-agent"), "check-config", str(_write(tmp_path, BAD))],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == exit_codes.CONFIG_ERROR
     assert "http.port" in bad.stderr and "store.max_rows" in bad.stderr
     assert "Traceback" not in bad.stderr
     good_path = tmp_path / "good.toml"
-    good_path.write_text(f'device_id = "pi-2"\nstate_dir = "{tmp_path}"\n'
-                         '[sensors.env]\ndriver = "synthetic"\n')  # fmt: skip
+    good_path.write_text(
+        f'device_id = "pi-2"\nstate_dir = "{tmp_path}"\n[sensors.env]\ndriver = "synthetic"\n'
+    )
     good = subprocess.run(
         [str(BIN / "orchard-agent"), "check-config", str(good_path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert good.returncode == 0, good.stderr
     assert "OK" in good.stdout and "env (synthetic)" in good.stdout
 
@@ -170,14 +175,25 @@ def test_several_wrong_keys_in_one_section_are_all_named(tmp_path: Path) -> None
 def test_check_config_names_every_wrong_key_of_a_section(tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(BIN / "orchard-agent"), "check-config", str(_write(tmp_path, MANY))],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == exit_codes.CONFIG_ERROR
     assert "11 problem(s)" in proc.stderr
     for received in (
-        "iir_filter=3", "bus=-1", "adress=118", "max_rows=-3", "max_age_s='1h'", "max_byte=10",
-        "synchronous='OFF'", "port=70000", "lan='yes'", "memory_mb='lots'", "nice=40",
-    ):  # fmt: skip
+        "iir_filter=3",
+        "bus=-1",
+        "adress=118",
+        "max_rows=-3",
+        "max_age_s='1h'",
+        "max_byte=10",
+        "synchronous='OFF'",
+        "port=70000",
+        "lan='yes'",
+        "memory_mb='lots'",
+        "nice=40",
+    ):
         assert f"Received: {received}" in proc.stderr, (received, proc.stderr)
 
 
@@ -186,8 +202,10 @@ def test_wrong_common_keys_do_not_hide_the_drivers_own(tmp_path: Path) -> None:
     with pytest.raises(InvalidConfig) as err:
         config.load(_write(tmp_path, text))
     assert [e.split(":")[0] for e in err.value.errors] == [
-        "sensors.env.interval_s", "sensors.env.seed", "sensors.env.sed",
-    ]  # fmt: skip
+        "sensors.env.interval_s",
+        "sensors.env.seed",
+        "sensors.env.sed",
+    ]
     assert "did you mean 'seed'" in err.value.errors[2]
 
 
@@ -241,14 +259,17 @@ def test_options_default_mode_raises_the_first_wrong_value() -> None:
 def test_cli_usage_errors_and_light_imports() -> None:
     usage = subprocess.run(
         [str(BIN / "orchard-agent"), "check-config", "a.toml", "b.toml"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert usage.returncode == exit_codes.USAGE and "unrecognized arguments" in usage.stderr
     # The always-on process stays in its memory budget: no typer/rich (~11 MB RSS) on the board.
     probe = (
         "import sys, agent.cli, agent.runner; print(sorted({'typer', 'rich'} & set(sys.modules)))"
     )
-    light = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                           timeout=60)  # fmt: skip
+    light = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
     assert light.returncode == 0, light.stderr
     assert light.stdout.strip() == "[]"

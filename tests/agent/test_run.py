@@ -53,8 +53,15 @@ def exported(tmp_path: Path) -> Path:
     model = families.build(ds.spec)
     fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=3))
     out = tmp_path / "export"
-    export_tflite(model, ds.spec, out, representative=ds.x, held=(ds.x[:60], ds.y[:60]),
-                  name="rooms", version="7")  # fmt: skip
+    export_tflite(
+        model,
+        ds.spec,
+        out,
+        representative=ds.x,
+        held=(ds.x[:60], ds.y[:60]),
+        name="rooms",
+        version="7",
+    )
     return out
 
 
@@ -74,11 +81,19 @@ def agent(tmp_path: Path) -> Iterator[dict[str, Any]]:
     started = time.monotonic()
     proc = subprocess.Popen(
         [str(BIN / "orchard-agent"), "run", "--config", str(cfg)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        yield {"proc": proc, "url": f"http://127.0.0.1:{port}", "state": state, "sock": sock,
-               "started": started}  # fmt: skip
+        yield {
+            "proc": proc,
+            "url": f"http://127.0.0.1:{port}",
+            "state": state,
+            "sock": sock,
+            "started": started,
+        }
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -139,7 +154,11 @@ def test_agent_process_end_to_end(agent: dict[str, Any], exported: Path) -> None
 def test_bad_config_exits_78(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.toml"
     cfg.write_text('device_id = "x"\n[sensors.a]\ndriver = "nope"\n')
-    proc = subprocess.run([str(BIN / "orchard-agent"), "run", "-c", str(cfg)],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "orchard-agent"), "run", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 78
     assert "sensors.a" in proc.stderr and "nope" in proc.stderr

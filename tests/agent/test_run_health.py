@@ -25,10 +25,24 @@ def _retained_status(broker: Broker, device: str) -> dict[str, Any]:
     if exe is None:
         pytest.skip("mosquitto_sub is not installed (apt-get install mosquitto-clients)")
     done = subprocess.run(
-        [exe, "-h", broker.host, "-p", str(broker.port), "-t", f"orchard/v1/{device}/status",
-         "-C", "1", "-W", "10"],
-        capture_output=True, text=True, timeout=20, check=False,
-    )  # fmt: skip
+        [
+            exe,
+            "-h",
+            broker.host,
+            "-p",
+            str(broker.port),
+            "-t",
+            f"orchard/v1/{device}/status",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
@@ -43,8 +57,10 @@ def _start(tmp_path: Path, broker: Broker, device: str) -> subprocess.Popen[str]
     )
     return subprocess.Popen(
         [str(BIN / "orchard-agent"), "run", "--config", str(cfg)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def _until_state(broker: Broker, device: str, state: str, timeout: float) -> dict[str, Any]:

@@ -83,8 +83,11 @@ def test_install_alternates_slots_and_survives_restart(tmp_path: Path, bundles: 
     name, payload = events[-1]
     assert name == "model_swapped"
     assert payload == {
-        "version": "2", "sha256": v2.sha256, "quantization": "int8", "slot": "slot-b",
-    }  # fmt: skip
+        "version": "2",
+        "sha256": v2.sha256,
+        "quantization": "int8",
+        "slot": "slot-b",
+    }
     assert slots.info()["swaps"] == 2
 
     again = ModelSlots(root)
@@ -100,8 +103,9 @@ def test_only_the_model_file_and_manifest_are_copied(tmp_path: Path, bundles: Bu
     slots = ModelSlots(tmp_path / "models")
     slots.install(candidate)
     assert sorted(p.name for p in (tmp_path / "models" / "slot-a").iterdir()) == [
-        MANIFEST_FILE, MODEL_FILE,
-    ]  # fmt: skip
+        MANIFEST_FILE,
+        MODEL_FILE,
+    ]
 
 
 def damage(kind: str, good: Path, dst: Path) -> Path:

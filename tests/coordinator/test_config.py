@@ -32,9 +32,13 @@ def test_every_wrong_key_in_every_section_is_named(tmp_path: Path) -> None:
         config.load(path)
     text = str(info.value)
     for needle in (
-        "colour: expected a section", "superlink.port: expected a port", "superlink.hots",
-        "model.features: expected a non-empty list", "run.strategy", "run.rounds",
-    ):  # fmt: skip
+        "colour: expected a section",
+        "superlink.port: expected a port",
+        "superlink.hots",
+        "model.features: expected a non-empty list",
+        "run.strategy",
+        "run.rounds",
+    ):
         assert needle in text, text
 
 

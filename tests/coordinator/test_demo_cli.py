@@ -17,8 +17,11 @@ def test_demo_trains_plots_and_every_device_answers(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "orchard-coordinator"
     done = subprocess.run(
         [exe, "demo", "--devices", "2", "--rounds", "1", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=540, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert re.search(r"round 1/1: train loss [\d.]+ metric [\d.]+ .* 2 devices", out), out

@@ -19,9 +19,12 @@ def test_smoke_trains_exports_and_predicts_without_tensorflow(tmp_path: Path) ->
     out = tmp_path / "bundle"
     proc = subprocess.run(
         [str(BIN / "orchard-coordinator"), "smoke", "--out", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "TensorFlow loaded: False" in proc.stdout
     lines = [line for line in proc.stdout.splitlines() if "-> predicted=" in line]
@@ -38,8 +41,10 @@ def test_smoke_trains_exports_and_predicts_without_tensorflow(tmp_path: Path) ->
 def test_smoke_bad_option_is_named(tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(BIN / "orchard-coordinator"), "smoke", "--family", "resnet", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "Received: family='resnet'" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -43,9 +43,13 @@ def child(role: str, *args: str, module: str = MODULE, **popen: Any) -> subproce
     """``python -m MODULE ROLE ARGS`` with merged, line-read output."""
     return subprocess.Popen(
         [sys.executable, "-m", module, role, *args],
-        cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         **popen,
-    )  # fmt: skip
+    )
 
 
 class Output:
@@ -158,9 +162,13 @@ class Agent:
             self.proc = child("agent", *extra, *args, preexec_fn=preexec_fn)
         else:
             self.proc = subprocess.Popen(
-                [str(AGENT_BIN), *args], env=child_env(), stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True, preexec_fn=preexec_fn,
-            )  # fmt: skip
+                [str(AGENT_BIN), *args],
+                env=child_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                preexec_fn=preexec_fn,
+            )
         self.out = Output(self.proc)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0)
         self._error = httpx.HTTPError

@@ -162,9 +162,13 @@ def run_swap_kills(
         assert status == 200 and body["model_version"] == final, (status, body)
         assert stop_process(agent.proc) == 0, agent.out.tail()
     assert not (models / INCOMING_DIR).exists() and not (models / "rejected").exists()
-    return {"steps": [s for s, _ in known], "killed_at": kills, "kills": len(kills),
-            "restarts": len(kills) + 1,
-            "max_start_to_200_s": round(max(times), 3)}  # fmt: skip
+    return {
+        "steps": [s for s, _ in known],
+        "killed_at": kills,
+        "kills": len(kills),
+        "restarts": len(kills) + 1,
+        "max_start_to_200_s": round(max(times), 3),
+    }
 
 
 # -- 2. a sensor driver that hangs or raises, in the real agent ----------------------------------
@@ -209,8 +213,11 @@ def run_sensor_faults(workdir: Path, seconds: float = 3.0) -> dict[str, Any]:
         code = stop_process(agent.proc)
         stop_s = time.monotonic() - started
         assert code == 0, f"exit {code}:\n{agent.out.tail()}"
-    return {"env_hz": round((read_after - read_before) / seconds, 1), "errors": errors,
-            "stop_s": round(stop_s, 2)}  # fmt: skip
+    return {
+        "env_hz": round((read_after - read_before) / seconds, 1),
+        "errors": errors,
+        "stop_s": round(stop_s, 2),
+    }
 
 
 # -- 3. wall-clock steps -------------------------------------------------------------------------
@@ -249,19 +256,23 @@ def run_clock_jumps(
     wall, mono = FakeClock(), FakeClock(start=1000.0)
     store = SqliteStore(
         StoreOptions(path=workdir / "store.db", max_age_s=max_age_s, retention_interval_s=0),
-        clock=wall, monotonic=mono,
-    )  # fmt: skip
+        clock=wall,
+        monotonic=mono,
+    )
     sampler = Sampler(
         build_sensors({"env": {"driver": "synthetic", "interval_s": 1.0}}, clock=wall),
-        store.append, clock=wall,
-    )  # fmt: skip
+        store.append,
+        clock=wall,
+    )
     mqtt = MqttSettings.from_mapping(
         {"host": "127.0.0.1", "port": mqtt_port, "health_interval_s": interval_s}
     )
     health = HealthSettings(
-        outbox_path=workdir / "outbox.db", facts_root=fake_pi(workdir / "board"),
-        sample_s=3600.0, min_change_gap_s=3600.0,  # the test ticks; changes do not add messages
-    )  # fmt: skip
+        outbox_path=workdir / "outbox.db",
+        facts_root=fake_pi(workdir / "board"),
+        sample_s=3600.0,
+        min_change_gap_s=3600.0,  # the test ticks; changes do not add messages
+    )
     device = f"clock-{os.getpid()}"
     collector = Collector(mqtt_port, (f"orchard/v1/{device}/health",))
     reporter = HealthReporter(mqtt, device, health=health, clock=wall)
@@ -298,13 +309,22 @@ def run_clock_jumps(
             broker.stop()
     gaps = [b - a for a, b in itertools.pairwise(sent_at)]
     return {
-        "ticks": ticks, "jumps": jumps, "samples_per_tick": per_tick,
+        "ticks": ticks,
+        "jumps": jumps,
+        "samples_per_tick": per_tick,
         "ticks_without_sample": sum(1 for n in per_tick if n == 0),
-        "max_samples_in_a_tick": max(per_tick), "sample_after_gap": after_gap,
-        "accepted": status.accepted, "rejected": dict(status.rejected), "rate_hz": status.rate_hz,
-        "rows": rows, "rows_before_expiry": aged_rows, "rows_after_expiry": expired_rows,
-        "health_ticks": sent_at, "max_health_gap_ticks": max(gaps, default=ticks), "seqs": seqs,
-    }  # fmt: skip
+        "max_samples_in_a_tick": max(per_tick),
+        "sample_after_gap": after_gap,
+        "accepted": status.accepted,
+        "rejected": dict(status.rejected),
+        "rate_hz": status.rate_hz,
+        "rows": rows,
+        "rows_before_expiry": aged_rows,
+        "rows_after_expiry": expired_rows,
+        "health_ticks": sent_at,
+        "max_health_gap_ticks": max(gaps, default=ticks),
+        "seqs": seqs,
+    }
 
 
 def _seqs(collector: Any, count: int) -> list[int] | None:

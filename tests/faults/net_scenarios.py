@@ -70,12 +70,21 @@ def health_agent(root: Path, mqtt_port: int, *, bound: int, interval_s: float) -
         sensor={"driver": "synthetic", "interval_s": 1.0},
         extra={
             "federation": {"enabled": False},
-            "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "keepalive_s": KEEPALIVE_S,
-                     "health_interval_s": interval_s},
-            "health": {"outbox_max": bound, "sample_s": SAMPLE_S, "reconnect_min_s": 1.0,
-                       "reconnect_max_s": 2.0, "facts_root": str(board)},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": mqtt_port,
+                "keepalive_s": KEEPALIVE_S,
+                "health_interval_s": interval_s,
+            },
+            "health": {
+                "outbox_max": bound,
+                "sample_s": SAMPLE_S,
+                "reconnect_min_s": 1.0,
+                "reconnect_max_s": 2.0,
+                "facts_root": str(board),
+            },
         },
-    )  # fmt: skip
+    )
     return device
 
 
@@ -200,9 +209,18 @@ def broker_outage(
             fresh = next(h for h in health_of(sub) if h["seq"] > seen + 1)
             progress(f"broker back; outbox drained in {drain_s:.1f} s")
             return OutageResult(
-                down_s, bound, before, seqs_of(sub), queued, queued_max, dropped,
-                int(fresh["outbox"]["dropped"]), drain_s, device.alive(), interval_s,
-            )  # fmt: skip
+                down_s,
+                bound,
+                before,
+                seqs_of(sub),
+                queued,
+                queued_max,
+                dropped,
+                int(fresh["outbox"]["dropped"]),
+                drain_s,
+                device.alive(),
+                interval_s,
+            )
         finally:
             sub.close()
             device.stop()
@@ -275,9 +293,16 @@ def link_loss(
             wait_until("the outbox to drain", lambda: not outbox_rows(outbox)[0], 60 + down_s)
             _after_next(sub)
             return LinkLossResult(
-                mode, down, ready, lost, again,
-                lost_after_s, ready_after_s, seqs_of(sub), queued_max,
-            )  # fmt: skip
+                mode,
+                down,
+                ready,
+                lost,
+                again,
+                lost_after_s,
+                ready_after_s,
+                seqs_of(sub),
+                queued_max,
+            )
         finally:
             sub.close()
             device.stop()
@@ -296,12 +321,18 @@ class FedFleet:
 
     def settings(self, **changes: Any) -> RunSettings:
         base = RunSettings(
-            num_server_rounds=1, min_devices=len(self.devices), round_timeout=120.0,
-            wait_for_devices=60.0, local_epochs=2, fraction_evaluate=0.0,
-            model_spec=json.dumps(self.prepared.spec.to_dict()), model_name="faults",
-            quantization="float32", out_dir=str(self.work / "runs"),
+            num_server_rounds=1,
+            min_devices=len(self.devices),
+            round_timeout=120.0,
+            wait_for_devices=60.0,
+            local_epochs=2,
+            fraction_evaluate=0.0,
+            model_spec=json.dumps(self.prepared.spec.to_dict()),
+            model_name="faults",
+            quantization="float32",
+            out_dir=str(self.work / "runs"),
             validation=str(self.work / "validation.csv"),
-        )  # fmt: skip
+        )
         return base.replace(**changes)
 
     @property
@@ -485,8 +516,10 @@ def superlink_kills(
             wait_until("the SuperNodes to rejoin", lambda: _supernodes(fleet, "connected"), 120)
             rejoined = time.monotonic()
             records.append(KillRecord(run_id, orphans, up - killed, rejoined - up, killed))
-            progress(f"kill {i + 1}/{kills}: down {up - killed:.1f} s, SuperNodes rejoined in "
-                     f"{rejoined - up:.1f} s")  # fmt: skip
+            progress(
+                f"kill {i + 1}/{kills}: down {up - killed:.1f} s, SuperNodes rejoined in "
+                f"{rejoined - up:.1f} s"
+            )
         settings = fleet.settings()
         run_id = submit(fleet.link, settings, fleet.work / "submit-after-kills")
         history = follow(fleet.link, run_id, settings, timeout=400)

@@ -223,8 +223,12 @@ def run_store_disk_full(
     with SqliteStore(StoreOptions(path=path)) as store:  # and it takes rows again
         store.append(Sample(float(reported + 1), {"seq": float(reported + 1)}))
     _check_store(path, reported + 1, "after reopening")
-    return {"outages": outages, "failed_appends": len(messages), "committed": reported + 1,
-            "message": messages[0]}  # fmt: skip
+    return {
+        "outages": outages,
+        "failed_appends": len(messages),
+        "committed": reported + 1,
+        "message": messages[0],
+    }
 
 
 # -- a really full filesystem (ENOSPC) -------------------------------------------------------------
@@ -250,8 +254,16 @@ def _enospc_role(argv: list[str]) -> None:
     store.append_many(Sample(float(s), {"seq": float(s)}) for s in range(seq, seq + 20))
     store.close()
     integrity, seqs, _ids = read_seqs(path)
-    print(json.dumps({"errors": errors, "integrity": integrity, "seqs_ok":
-                      seqs == list(range(seq + 20)), "rows": len(seqs)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "errors": errors,
+                "integrity": integrity,
+                "seqs_ok": seqs == list(range(seq + 20)),
+                "rows": len(seqs),
+            }
+        )
+    )
 
 
 def enospc_available() -> bool:
@@ -274,8 +286,13 @@ def run_store_enospc(workdir: Path, size_kib: int = 512) -> dict[str, Any]:
     )
     done = subprocess.run(
         ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-        cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     for message in result["errors"]:
@@ -327,9 +344,13 @@ def run_agent_disk_full(
         assert code == 0, f"exit {code}:\n{agent.out.tail()}"
     integrity, seqs, _ids = read_seqs(db)
     assert integrity == "ok" and seqs, (integrity, len(seqs))
-    return {"rows_kept": len(seqs), "readings_while_full": int(read_after - read_before),
-            "log_lines": logged, "failed_writes": int(failed_writes),
-            "message": line.split(": ", 1)[-1]}  # fmt: skip
+    return {
+        "rows_kept": len(seqs),
+        "readings_while_full": int(read_after - read_before),
+        "log_lines": logged,
+        "failed_writes": int(failed_writes),
+        "message": line.split(": ", 1)[-1],
+    }
 
 
 # -- children ----------------------------------------------------------------------------------

@@ -96,9 +96,11 @@ class AgentProcess:
         log = (self.root / "agent.log").open("w")
         self.proc = subprocess.Popen(
             [str(BIN / "orchard-agent"), "run", "--config", str(config)],
-            stdout=log, stderr=subprocess.STDOUT, text=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
             preexec_fn=_limit_address_space,
-        )  # fmt: skip
+        )
         log.close()
         wait_until(self._serving, timeout, f"the agent to serve on {self.url}\n{self.log()}")
         return self

@@ -240,8 +240,9 @@ def test_check_config_exit_codes(data: dict[str, Any]) -> None:
             expected, problems = exit_codes.CONFIG_ERROR, exc.errors
         proc = subprocess.run(
             [str(BIN / "orchard-agent"), "check-config", str(path)],
-            capture_output=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            timeout=60,
+        )
     stdout, stderr = proc.stdout.decode(), proc.stderr.decode()
     assert proc.returncode == expected, stderr
     for problem in problems:

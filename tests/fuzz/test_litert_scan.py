@@ -28,8 +28,11 @@ REPO = Path(__file__).resolve().parents[2]
 def scan(bundle: Path, count: int, seed: int) -> dict[str, dict[str, Any]]:
     proc = subprocess.run(
         [sys.executable, "-m", "tests.fuzz.litert_scan", str(bundle), str(count), str(seed)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result: dict[str, dict[str, Any]] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result

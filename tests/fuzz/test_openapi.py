@@ -220,5 +220,6 @@ def test_the_document_follows_the_serving_model(tmp_path: Path, bundles: Bundles
     assert "ReadingsRequest" not in windows  # named readings fit single-row models only
     variants = windows["PredictRequest"]["anyOf"]
     assert {v["$ref"].rsplit("/", 1)[1] for v in variants} == {
-        "FeaturesRequest", "InstancesRequest",
-    }  # fmt: skip
+        "FeaturesRequest",
+        "InstancesRequest",
+    }

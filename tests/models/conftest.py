@@ -67,9 +67,16 @@ def bundle(
             t = trained(family, task)
             out = tmp_path_factory.mktemp(f"{family}-{task}-{quantization}")
             export_tflite(
-                t.model, t.spec, out, quantization=quantization, representative=t.train.x,
-                held=(t.held.x, t.held.y), name=f"{family}-{task}", version="1", metrics=t.metrics,
-            )  # fmt: skip
+                t.model,
+                t.spec,
+                out,
+                quantization=quantization,
+                representative=t.train.x,
+                held=(t.held.x, t.held.y),
+                name=f"{family}-{task}",
+                version="1",
+                metrics=t.metrics,
+            )
             cache[key] = out
         return cache[key]
 

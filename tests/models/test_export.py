@@ -76,9 +76,16 @@ def test_parity_failure_refuses_the_export(trained, tmp_path) -> None:  # type: 
     strict = ParityPolicy(float16_tol=1e-9)
     with pytest.raises(ParityError) as err:
         export_tflite(
-            t.model, t.spec, tmp_path, quantization="float16", representative=t.train.x,
-            held=(t.held.x, t.held.y), name="strict", version="1", policy=strict,
-        )  # fmt: skip
+            t.model,
+            t.spec,
+            tmp_path,
+            quantization="float16",
+            representative=t.train.x,
+            held=(t.held.x, t.held.y),
+            name="strict",
+            version="1",
+            policy=strict,
+        )
     assert "export refused" in str(err.value) and "float16" in str(err.value)
     assert err.value.figures["passed"] is False
     assert not (tmp_path / MODEL_FILE).exists() and not (tmp_path / MANIFEST_FILE).exists()
@@ -89,5 +96,13 @@ def test_unknown_quantization_is_named(trained, tmp_path) -> None:  # type: igno
 
     t = trained("mlp", "classify")
     with pytest.raises(SpecError, match=r"Received: quantization='int4'"):
-        export_tflite(t.model, t.spec, tmp_path, quantization="int4", representative=t.train.x,
-                      held=(t.held.x, t.held.y), name="x", version="1")  # fmt: skip
+        export_tflite(
+            t.model,
+            t.spec,
+            tmp_path,
+            quantization="int4",
+            representative=t.train.x,
+            held=(t.held.x, t.held.y),
+            name="x",
+            version="1",
+        )

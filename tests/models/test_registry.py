@@ -25,8 +25,11 @@ def test_get_unknown_family_names_the_known_ones() -> None:
 
 def test_family_rejects_unsupported_task() -> None:
     spec = ModelSpec("mlp", Task.FORECAST, InputSpec.tabular(["a", "b"]))
-    with pytest.raises(SpecError, match=r"family 'mlp' supports tasks classify, regress\. "
-                       r"Received: task='forecast'"):  # fmt: skip
+    with pytest.raises(
+        SpecError,
+        match=r"family 'mlp' supports tasks classify, regress\. "
+        r"Received: task='forecast'",
+    ):
         families.get("mlp").check(spec)
 
 
@@ -72,8 +75,12 @@ def test_build_small_enough_for_a_pi() -> None:
     from models import synthetic
 
     counts = {}
-    for family, task in [("mlp", "classify"), ("cnn1d", "forecast"), ("tiny_cnn", "classify"),
-                         ("autoencoder", "anomaly")]:  # fmt: skip
+    for family, task in [
+        ("mlp", "classify"),
+        ("cnn1d", "forecast"),
+        ("tiny_cnn", "classify"),
+        ("autoencoder", "anomaly"),
+    ]:
         spec = synthetic.make(family, task, n=8).spec
         counts[family] = families.build(spec).count_params()
     assert all(500 <= n <= 50_000 for n in counts.values()), counts

@@ -148,12 +148,15 @@ def test_golden_outputs_mismatch(bundle, tmp_path: Path) -> None:  # type: ignor
         Predictor.load(b)
 
 
-@pytest.mark.parametrize(("content", "fragment"), [
-    ("{not json", "expected a JSON manifest"),
-    ("[1, 2]", "expected a JSON object"),
-    ('{"format": "orchard-model/1"}', "expected a field 'input'. It is missing"),
-    ('{"format": "something-else/9"}', "expected format 'orchard-model/1'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("{not json", "expected a JSON manifest"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"format": "orchard-model/1"}', "expected a field 'input'. It is missing"),
+        ('{"format": "something-else/9"}', "expected format 'orchard-model/1'"),
+    ],
+)
 def test_bad_manifest(bundle, tmp_path: Path, content: str, fragment: str) -> None:  # type: ignore[no-untyped-def]
     b = _copy(bundle(), tmp_path / "b")
     (b / MANIFEST_FILE).write_text(content)
@@ -171,13 +174,16 @@ def test_manifest_missing_nested_field(bundle, tmp_path: Path) -> None:  # type:
         Predictor.load(b)
 
 
-@pytest.mark.parametrize(("x", "fragment"), [
-    ([1.0, 2.0], "expected shape [5] or [n, 5]. Received: shape [2]"),
-    ([[1, 2, 3, 4, 5, 6]], "Received: shape [1, 6]"),
-    ([1, 2, float("nan"), 4, 5], "expected finite numbers"),
-    (["a", "b", "c", "d", "e"], "expected numbers in shape [5]"),
-    ([], "Received: shape [0]"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("x", "fragment"),
+    [
+        ([1.0, 2.0], "expected shape [5] or [n, 5]. Received: shape [2]"),
+        ([[1, 2, 3, 4, 5, 6]], "Received: shape [1, 6]"),
+        ([1, 2, float("nan"), 4, 5], "expected finite numbers"),
+        (["a", "b", "c", "d", "e"], "expected numbers in shape [5]"),
+        ([], "Received: shape [0]"),
+    ],
+)
 def test_bad_predict_input_is_named(bundle, x: object, fragment: str) -> None:  # type: ignore[no-untyped-def]
     p = Predictor.load(bundle())
     with pytest.raises(PredictInputError) as err:

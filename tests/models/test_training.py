@@ -15,12 +15,15 @@ def _distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return float(sum(np.sum((x - y) ** 2) for x, y in zip(a, b, strict=True)))
 
 
-@pytest.mark.parametrize(("family", "task", "metric", "good"), [
-    ("mlp", "classify", "accuracy", 0.8),
-    ("mlp", "regress", "mae", 0.6),
-    ("cnn1d", "classify", "accuracy", 0.9),
-    ("tiny_cnn", "classify", "accuracy", 0.9),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("family", "task", "metric", "good"),
+    [
+        ("mlp", "classify", "accuracy", 0.8),
+        ("mlp", "regress", "mae", 0.6),
+        ("cnn1d", "classify", "accuracy", 0.9),
+        ("tiny_cnn", "classify", "accuracy", 0.9),
+    ],
+)
 def test_families_learn_their_synthetic_task(trained, family, task, metric, good) -> None:  # type: ignore[no-untyped-def]
     t = trained(family, task)
     held = evaluate(t.model, t.spec, (t.held.x, t.held.y))
@@ -92,12 +95,15 @@ def test_validation_metrics_reported() -> None:
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "examples"} <= set(r.metrics)
 
 
-@pytest.mark.parametrize(("mutate", "fragment"), [
-    (lambda x, y: (x[:, :3], y), "expected x of shape (N, 5). Received: x.shape=(50, 3)"),
-    (lambda x, y: (np.where(x > 1000, np.nan, x), y), "expected finite values"),
-    (lambda x, y: (x, y[:10]), "expected 50 targets"),
-    (lambda x, y: (x, y + 7), "integer class indices in [0, 3)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (lambda x, y: (x[:, :3], y), "expected x of shape (N, 5). Received: x.shape=(50, 3)"),
+        (lambda x, y: (np.where(x > 1000, np.nan, x), y), "expected finite values"),
+        (lambda x, y: (x, y[:10]), "expected 50 targets"),
+        (lambda x, y: (x, y + 7), "integer class indices in [0, 3)"),
+    ],
+)
 def test_bad_training_data_named(mutate, fragment) -> None:  # type: ignore[no-untyped-def]
     ds = synthetic.make("mlp", "classify", n=50)
     model = families.build(ds.spec)

@@ -50,13 +50,20 @@ def test_local_dp_noises_the_trained_arrays_when_on() -> None:
 
     def handler(m: Message, c: Context) -> Message:
         content = RecordDict(
-            {"arrays": ArrayRecord([np.full(400, 0.5, np.float32)]),
-             "metrics": MetricRecord({"num-examples": 10})}
-        )  # fmt: skip
+            {
+                "arrays": ArrayRecord([np.full(400, 0.5, np.float32)]),
+                "metrics": MetricRecord({"num-examples": 10}),
+            }
+        )
         return Message(content, reply_to=m)
 
-    run = {"local-dp": True, "local-dp-clipping-norm": 1.0, "local-dp-sensitivity": 1.0,
-           "local-dp-epsilon": 1.0, "local-dp-delta": 1e-5}  # fmt: skip
+    run = {
+        "local-dp": True,
+        "local-dp-clipping-norm": 1.0,
+        "local-dp-sensitivity": 1.0,
+        "local-dp-epsilon": 1.0,
+        "local-dp-delta": 1e-5,
+    }
     out = client_app.local_dp(msg, _context(**run), handler)
     (array,) = out.content.array_records["arrays"].to_numpy_ndarrays()
     sigma = np.sqrt(2 * np.log(1.25 / 1e-5))
@@ -67,8 +74,9 @@ def test_local_dp_noises_the_trained_arrays_when_on() -> None:
 def test_a_refused_secagg_round_raises_so_flower_reports_the_device_dropped() -> None:
     msg = Message(
         RecordDict({client_app.LEGACY_IN: ArrayRecord([np.ones(2, np.float32)])}),
-        dst_node_id=5, message_type="train",
-    )  # fmt: skip
+        dst_node_id=5,
+        message_type="train",
+    )
 
     def refused(m: Message, c: Context) -> Message:
         return Message(Error(code=601, reason="training budget gate closed: too hot"), reply_to=m)

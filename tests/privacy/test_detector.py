@@ -35,14 +35,19 @@ def test_a_value_split_by_http1_chunking_or_gzip_is_found_in_the_bodies() -> Non
     cut = 4
     chunked = (
         b"POST /v1/push HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + f"{cut:x}\r\n".encode() + payload[:cut] + b"\r\n"
-        + f"{len(payload) - cut:x}\r\n".encode() + payload[cut:] + b"\r\n0\r\n\r\n"
-    )  # fmt: skip
+        + f"{cut:x}\r\n".encode()
+        + payload[:cut]
+        + b"\r\n"
+        + f"{len(payload) - cut:x}\r\n".encode()
+        + payload[cut:]
+        + b"\r\n0\r\n\r\n"
+    )
     zipped = gzip.compress(payload)
     compressed = (
         b"POST /v1/push HTTP/1.1\r\nContent-Encoding: gzip\r\n"
-        + f"Content-Length: {len(zipped)}\r\n\r\n".encode() + zipped
-    )  # fmt: skip
+        + f"Content-Length: {len(zipped)}\r\n\r\n".encode()
+        + zipped
+    )
     stream = chunked + compressed
     assert _found(stream) == set()  # neither is visible in the raw bytes
     views = wire.flower_views(stream)

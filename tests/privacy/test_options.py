@@ -39,11 +39,17 @@ class Fleet:
 
     def run(self, **changes: Any) -> dict[str, Any]:
         settings = RunSettings(
-            num_server_rounds=1, min_devices=3, round_timeout=180.0, wait_for_devices=60.0,
-            local_epochs=1, model_spec=json.dumps(self.prepared.spec.to_dict()),
-            model_name="priv", quantization="float32", out_dir=str(self.work / "runs"),
+            num_server_rounds=1,
+            min_devices=3,
+            round_timeout=180.0,
+            wait_for_devices=60.0,
+            local_epochs=1,
+            model_spec=json.dumps(self.prepared.spec.to_dict()),
+            model_name="priv",
+            quantization="float32",
+            out_dir=str(self.work / "runs"),
             validation=str(self.work / "validation.csv"),
-        ).replace(**changes)  # fmt: skip
+        ).replace(**changes)
         run_id = submit(self.link, settings, self.work / "submit")
         history = follow(self.link, run_id, settings, timeout=500)
         assert history["status"] == "completed", history.get("error")
@@ -83,9 +89,11 @@ def _trainable(history: dict[str, Any]) -> int:
 def test_central_dp_clips_every_update_and_noises_the_mean(fleet: Fleet) -> None:
     z, clip = 2.0, 0.01
     history = fleet.run(
-        central_dp=True, central_dp_noise_multiplier=z, central_dp_clipping_norm=clip,
+        central_dp=True,
+        central_dp_noise_multiplier=z,
+        central_dp_clipping_norm=clip,
         central_dp_delta=1e-5,
-    )  # fmt: skip
+    )
     record = history["rounds"][0]
     dp = record["privacy"]["central_dp"]
     assert dp["devices"] == 3 and dp["releases"] == 1
@@ -103,9 +111,12 @@ def test_central_dp_clips_every_update_and_noises_the_mean(fleet: Fleet) -> None
 def test_local_dp_noises_every_update_on_the_device(fleet: Fleet) -> None:
     clip, epsilon, delta = 0.01, 5.0, 1e-5
     history = fleet.run(
-        local_dp=True, local_dp_clipping_norm=clip, local_dp_sensitivity=clip,
-        local_dp_epsilon=epsilon, local_dp_delta=delta,
-    )  # fmt: skip
+        local_dp=True,
+        local_dp_clipping_norm=clip,
+        local_dp_sensitivity=clip,
+        local_dp_epsilon=epsilon,
+        local_dp_delta=delta,
+    )
     record = history["rounds"][0]
     dp = record["privacy"]["local_dp"]
     sigma = clip * math.sqrt(2 * math.log(1.25 / delta)) / epsilon

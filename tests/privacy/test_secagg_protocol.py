@@ -39,8 +39,12 @@ def _device(update: list[np.ndarray], examples: int, fail: bool = False) -> Hand
             return Message(Error(code=603, reason="trainer crashed"), reply_to=msg)
         sent = msg.content.array_records[client_app.LEGACY_IN].to_numpy_ndarrays()
         trained = [s + u for s, u in zip(sent, update, strict=True)]
-        fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(trained), examples,
-                        {"loss": 0.25 * examples})  # fmt: skip
+        fitres = FitRes(
+            Status(Code.OK, ""),
+            ndarrays_to_parameters(trained),
+            examples,
+            {"loss": 0.25 * examples},
+        )
         return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
     def chain(msg: Message, context: Context) -> Message:
@@ -118,9 +122,13 @@ def test_a_device_failing_mid_protocol_is_dropped_and_the_rest_still_aggregate()
 def test_local_dp_inside_secagg_clips_and_noises_each_update() -> None:
     updates, examples = _updates(4), [300, 300, 300]
     dp = {
-        "secure-aggregation": True, "local-dp": True, "local-dp-clipping-norm": 0.01,
-        "local-dp-sensitivity": 0.01, "local-dp-epsilon": 5.0, "local-dp-delta": 1e-5,
-    }  # fmt: skip
+        "secure-aggregation": True,
+        "local-dp": True,
+        "local-dp-clipping-norm": 0.01,
+        "local-dp-sensitivity": 0.01,
+        "local-dp-epsilon": 5.0,
+        "local-dp-delta": 1e-5,
+    }
     global_, new, _, _ = _run(updates, examples, dp)
     assert new is not None
     change = privacy.norm(n - g for n, g in zip(new, global_, strict=True))

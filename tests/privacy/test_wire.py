@@ -99,25 +99,38 @@ def test_no_sentinel_reading_leaves_a_device_in_any_encoding(
                 device.configure(
                     superlink=f"127.0.0.1:{flower.port}",
                     sensor={
-                        "driver": "csv", "path": str(device.root / "readings.csv"),
-                        "interval_s": 0.2, "speed": 1000.0, "max_rows_per_read": 500,
+                        "driver": "csv",
+                        "path": str(device.root / "readings.csv"),
+                        "interval_s": 0.2,
+                        "speed": 1000.0,
+                        "max_rows_per_read": 500,
                     },
-                    extra={"mqtt": {"host": "127.0.0.1", "port": mqtt.port,
-                                    "health_interval_s": 2.0}},
-                )  # fmt: skip
+                    extra={
+                        "mqtt": {"host": "127.0.0.1", "port": mqtt.port, "health_interval_s": 2.0}
+                    },
+                )
                 device.start()
             wait_connected(devices, 180)
             for device, rows in zip(devices, expected_rows, strict=True):
                 store = device.root / "store.db"
-                wait_until(f"{device.device_id} to store its readings",
-                           lambda s=store, n=rows: _rows(s) >= n, 60)  # fmt: skip
+                wait_until(
+                    f"{device.device_id} to store its readings",
+                    lambda s=store, n=rows: _rows(s) >= n,
+                    60,
+                )
 
             settings = RunSettings(
-                num_server_rounds=1, min_devices=2, round_timeout=180.0, wait_for_devices=60.0,
-                local_epochs=1, model_spec=json.dumps(prepared.spec.to_dict()),
-                model_name="priv", quantization="float32", out_dir=str(tmp_path / "runs"),
+                num_server_rounds=1,
+                min_devices=2,
+                round_timeout=180.0,
+                wait_for_devices=60.0,
+                local_epochs=1,
+                model_spec=json.dumps(prepared.spec.to_dict()),
+                model_name="priv",
+                quantization="float32",
+                out_dir=str(tmp_path / "runs"),
                 validation=str(tmp_path / "validation.csv"),
-            )  # fmt: skip
+            )
             run_id = submit(link, settings, tmp_path / "submit")
             history = follow(link, run_id, settings, timeout=400)
             ended = _health_counts(mqtt, devices)

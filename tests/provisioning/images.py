@@ -33,17 +33,25 @@ def build_image(directory: Path, flavour: str = "bookworm") -> Path:
     image = directory / f"raspios-{flavour}.img"
     with open(image, "wb") as handle:
         handle.truncate(BOOT_START + BOOT_SIZE + ROOT_SIZE)
-    _run("sfdisk", "--quiet", str(image), stdin=(
-        "label: dos\nlabel-id: 0x1234abcd\n"
-        f"start={BOOT_START // 512}, size={BOOT_SIZE // 512}, type=c\n"
-        f"start={(BOOT_START + BOOT_SIZE) // 512}, type=83\n"
-    ))  # fmt: skip
+    _run(
+        "sfdisk",
+        "--quiet",
+        str(image),
+        stdin=(
+            "label: dos\nlabel-id: 0x1234abcd\n"
+            f"start={BOOT_START // 512}, size={BOOT_SIZE // 512}, type=c\n"
+            f"start={(BOOT_START + BOOT_SIZE) // 512}, type=83\n"
+        ),
+    )
     boot, root = directory / "boot.fat", directory / "root.ext4"
     _run("mkfs.vfat", "-F", "32", "-n", "BOOTFS", "-C", str(boot), str(BOOT_SIZE // 1024))
     seed = {"cmdline.txt": CMDLINE, "config.txt": "dtparam=i2c_arm=on\n"}
     if flavour == "trixie":
-        seed |= {"user-data": "#cloud-config\n", "meta-data": "instance-id: rpios\n",
-                 "network-config": "network:\n  version: 2\n"}  # fmt: skip
+        seed |= {
+            "user-data": "#cloud-config\n",
+            "meta-data": "instance-id: rpios\n",
+            "network-config": "network:\n  version: 2\n",
+        }
     for name, text in seed.items():
         src = directory / f"seed-{name}"
         src.write_text(text)
@@ -65,8 +73,9 @@ def partitions(image: Path) -> list[dict[str, object]]:
 
 
 def _fatcat(image: Path, *args: str) -> bytes:
-    done = subprocess.run(["fatcat", str(image), "-O", str(BOOT_START), *args],
-                          capture_output=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        ["fatcat", str(image), "-O", str(BOOT_START), *args], capture_output=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

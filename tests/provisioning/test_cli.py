@@ -21,9 +21,23 @@ def test_ca_and_rootfs_commands(tmp_path: Path) -> None:
     key = tmp_path / "me.pub"
     key.write_text(SSH_KEY + "\n")
     assert runner.invoke(app, ["ca", "init", "--dir", str(ca)]).exit_code == 0
-    args = ["rootfs", "--root", str(root), "--device-id", "kitchen-pi", "--ca", str(ca),
-            "--coordinator", "coord.local", "--mqtt", "mqtt://coord.local",
-            "--ssh-key", str(key), "--wheelhouse", str(fake_wheel(tmp_path / "w"))]  # fmt: skip
+    args = [
+        "rootfs",
+        "--root",
+        str(root),
+        "--device-id",
+        "kitchen-pi",
+        "--ca",
+        str(ca),
+        "--coordinator",
+        "coord.local",
+        "--mqtt",
+        "mqtt://coord.local",
+        "--ssh-key",
+        str(key),
+        "--wheelhouse",
+        str(fake_wheel(tmp_path / "w")),
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "wrote /etc/orchard/keys/supernode" in first.output
@@ -57,12 +71,25 @@ def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], message: str
 @needs_tools
 def test_image_command(tmp_path: Path) -> None:
     image = build_image(tmp_path / "in")
-    result = runner.invoke(app, ["image", "--image", str(image), "--device-id", "kitchen-pi",
-                                 "--insecure", "--coordinator", "10.0.0.2",
-                                 "--wheelhouse", str(fake_wheel(tmp_path / "wheels"))])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "image",
+            "--image",
+            str(image),
+            "--device-id",
+            "kitchen-pi",
+            "--insecure",
+            "--coordinator",
+            "10.0.0.2",
+            "--wheelhouse",
+            str(fake_wheel(tmp_path / "wheels")),
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = image.with_name("raspios-bookworm-kitchen-pi.img")
     assert b"cgroup_enable=memory" in (fat_read(out, "/cmdline.txt") or b"")
-    refused = runner.invoke(app, ["image", "--image", str(image), "--device-id", "x",
-                                  "--write", "/dev/null"])  # fmt: skip
+    refused = runner.invoke(
+        app, ["image", "--image", str(image), "--device-id", "x", "--write", "/dev/null"]
+    )
     assert refused.exit_code == 1 and "--yes-erase-disk" in refused.output

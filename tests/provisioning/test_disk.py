@@ -13,8 +13,9 @@ import pytest
 from provisioning.errors import TargetError
 from provisioning.image.disk import check_disk, write_image
 
-BLOCK = next((Path("/dev") / n for n in ("loop0", "loop1") if Path("/dev", n).is_block_device()),
-             None)  # fmt: skip
+BLOCK = next(
+    (Path("/dev") / n for n in ("loop0", "loop1") if Path("/dev", n).is_block_device()), None
+)
 
 
 def fake_sys(tmp_path: Path, name: str, removable: str) -> Path:

@@ -32,7 +32,7 @@ from tests.provisioning.images import (
     needs_tools,
     partitions,
     root_bytes,
-)  # fmt: skip
+)
 
 pytestmark = [needs_tools, pytest.mark.slow]
 
@@ -51,8 +51,9 @@ def assert_payload_matches(payload: bytes, plan: Plan) -> None:
             assert members["/etc/orchard/keys"].mode == 0o750
 
 
-def test_bookworm_image(tmp_path: Path, fleet_ca: FleetCA,
-                        make_options: Callable[..., DeviceOptions]) -> None:  # fmt: skip
+def test_bookworm_image(
+    tmp_path: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceOptions]
+) -> None:
     image = build_image(tmp_path / "in")
     before = image.read_bytes()
     opts = make_options(timezone="Europe/Berlin")
@@ -126,8 +127,9 @@ def test_xz_round_trip(tmp_path: Path, make_options: Callable[..., DeviceOptions
     out = tmp_path / "kitchen.img.xz"
     get("image")(image=packed, out=out).apply(plan)
     plain = tmp_path / "kitchen.img"
-    plain.write_bytes(subprocess.run(["xz", "-dc", str(out)], check=True, capture_output=True,
-                                     timeout=120).stdout)  # fmt: skip
+    plain.write_bytes(
+        subprocess.run(["xz", "-dc", str(out)], check=True, capture_output=True, timeout=120).stdout
+    )
     assert_payload_matches(fat_read(plain, "/orchard/payload.tar") or b"", plan)
     assert lzma.decompress(packed.read_bytes()) == image.read_bytes()  # input kept
 

@@ -56,8 +56,10 @@ def test_installer_and_firstrun_pass_shellcheck(
     (tmp_path / "firstrun.sh").write_bytes(firstrun_sh(opts))
     done = subprocess.run(
         ["shellcheck", str(tmp_path / "install.sh"), str(tmp_path / "firstrun.sh")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout
 
 
@@ -78,8 +80,13 @@ def test_installer_runs_twice_against_a_temp_root(
     }
 
     def install() -> str:
-        done = subprocess.run(["sh", str(root / paths.INSTALLER.lstrip("/"))], env=env,
-                              capture_output=True, text=True, timeout=240)  # fmt: skip
+        done = subprocess.run(
+            ["sh", str(root / paths.INSTALLER.lstrip("/"))],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -129,9 +136,18 @@ def test_installer_refuses_a_missing_or_foreign_wheelhouse(
             wheel.unlink()
     else:
         (wheels / "wheelhouse.json").write_text(json.dumps(manifest))
-    env = {**os.environ, "ORCHARD_ROOT": str(root), "ORCHARD_PYTHON": sys.executable,
-           "PATH": f"{stub_bin(tmp_path / 'stubs')}:{os.environ['PATH']}"}  # fmt: skip
-    done = subprocess.run(["sh", str(root / paths.INSTALLER.lstrip("/"))], env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    env = {
+        **os.environ,
+        "ORCHARD_ROOT": str(root),
+        "ORCHARD_PYTHON": sys.executable,
+        "PATH": f"{stub_bin(tmp_path / 'stubs')}:{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        ["sh", str(root / paths.INSTALLER.lstrip("/"))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and message in done.stderr, done.stderr
     assert not (root / paths.VENV.lstrip("/")).exists()

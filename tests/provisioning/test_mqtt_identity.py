@@ -63,8 +63,11 @@ def connect(
     client.on_connect = on_connect
     client.on_disconnect = lambda *args: done.set()
     if tls:
-        for name, blob in (("ca", identity.ca_pem), ("cert", identity.mqtt_cert),
-                           ("key", identity.mqtt_key)):  # fmt: skip
+        for name, blob in (
+            ("ca", identity.ca_pem),
+            ("cert", identity.mqtt_cert),
+            ("key", identity.mqtt_key),
+        ):
             assert blob is not None
             (tmp / f"client-{name}.pem").write_bytes(blob)
         client.tls_set(*(str(tmp / f"client-{n}.pem") for n in ("ca", "cert", "key")))

@@ -36,14 +36,14 @@ EXPECTED = {  # path: (mode, owner, group)
     "/etc/systemd/system/orchard-firstboot.service": (0o644, "root", "root"),
     f"{paths.WHEELHOUSE}/orchard_fl-0.0.1-py3-none-any.whl": (0o644, "root", "root"),
 }
+UNITS = "/etc/systemd/system"
 LINKS = {
-    "/etc/systemd/system/multi-user.target.wants/orchard-agent.service":
-        "/etc/systemd/system/orchard-agent.service",
-    "/etc/systemd/system/multi-user.target.wants/orchard-firstboot.service":
-        "/etc/systemd/system/orchard-firstboot.service",
-    "/etc/systemd/system/sockets.target.wants/orchard-trainer.socket":
-        "/etc/systemd/system/orchard-trainer.socket",
-}  # fmt: skip
+    f"{UNITS}/multi-user.target.wants/orchard-agent.service": f"{UNITS}/orchard-agent.service",
+    f"{UNITS}/multi-user.target.wants/orchard-firstboot.service": (
+        f"{UNITS}/orchard-firstboot.service"
+    ),
+    f"{UNITS}/sockets.target.wants/orchard-trainer.socket": f"{UNITS}/orchard-trainer.socket",
+}
 
 
 @pytest.fixture
@@ -90,13 +90,22 @@ def test_agent_toml_is_valid_and_points_at_the_identity(
     get("rootfs")(root=root).apply(build_plan(opts, fleet_ca.issue(opts.device_id)))
     data = tomllib.loads((root / paths.AGENT_TOML.lstrip("/")).read_text())
     assert data["federation"] == {
-        "enabled": True, "superlink": "coord.example:9092", "insecure": False,
-        "trainer_launcher": "systemd", "trainer_socket": "/run/orchard/trainer.sock",
-        "root_certificates": paths.CA_PEM, "auth_private_key": paths.SUPERNODE_KEY,
+        "enabled": True,
+        "superlink": "coord.example:9092",
+        "insecure": False,
+        "trainer_launcher": "systemd",
+        "trainer_socket": "/run/orchard/trainer.sock",
+        "root_certificates": paths.CA_PEM,
+        "auth_private_key": paths.SUPERNODE_KEY,
         "auth_public_key": paths.SUPERNODE_PUB,
-    }  # fmt: skip
-    assert data["mqtt"] == {"host": "coord.example", "port": 8883, "tls_ca": paths.CA_PEM,
-                            "tls_cert": paths.MQTT_CERT, "tls_key": paths.MQTT_KEY}  # fmt: skip
+    }
+    assert data["mqtt"] == {
+        "host": "coord.example",
+        "port": 8883,
+        "tls_ca": paths.CA_PEM,
+        "tls_cert": paths.MQTT_CERT,
+        "tls_key": paths.MQTT_KEY,
+    }
     config = from_mapping(data)
     assert config.federation.enabled and config.federation.auth_private_key is not None
     assert config.device_id == "kitchen-pi" and config.training.memory_mb == 512

@@ -59,8 +59,11 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
     d = tmp_path / "sshd"
     d.mkdir()
     for name in ("host", "client"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
-                       check=True, timeout=30)  # fmt: skip
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
+            check=True,
+            timeout=30,
+        )
     (d / "authorized_keys").write_text((d / "client.pub").read_text())
     stubs = stub_bin(d / "stubs")
     (stubs / "systemctl").write_text("#!/bin/sh\n# stateful fake systemctl\n" + FAKE_SYSTEMCTL)
@@ -80,17 +83,27 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         f"SetEnv PATH={stubs}:{os.environ['PATH']} FAKE_LOG={log}\n"
     )
     (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {(d / 'host.pub').read_text()}")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
-                            stderr=(d / "sshd.log").open("wb"))  # fmt: skip
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=(d / "sshd.log").open("wb")
+    )
     try:
         deadline = time.monotonic() + 10
         while not accepts(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("sshd did not start: " + (d / "sshd.log").read_text())
             time.sleep(0.05)
-        options = ["-F", "/dev/null", "-i", str(d / "client"), "-o", "IdentitiesOnly=yes",
-                   "-o", f"UserKnownHostsFile={d / 'known_hosts'}",
-                   "-o", "StrictHostKeyChecking=yes"]  # fmt: skip
+        options = [
+            "-F",
+            "/dev/null",
+            "-i",
+            str(d / "client"),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={d / 'known_hosts'}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ]
         user = (
             os.environ.get("USER")
             or subprocess.run(
@@ -107,8 +120,14 @@ def test_ssh_applies_the_plan_and_a_second_run_changes_nothing(
     sshd: Sshd, tmp_path: Path, make_options: Callable[..., DeviceOptions]
 ) -> None:
     opts = make_options(coordinator=None, wheelhouse=fake_wheel(tmp_path / "wheels"))
-    target = get("ssh")(host=f"{sshd.user}@127.0.0.1", port=sshd.port, root=str(sshd.board),
-                        sudo=False, live=True, ssh_options=sshd.options)  # fmt: skip
+    target = get("ssh")(
+        host=f"{sshd.user}@127.0.0.1",
+        port=sshd.port,
+        root=str(sshd.board),
+        sudo=False,
+        live=True,
+        ssh_options=sshd.options,
+    )
     first = target.apply(build_plan(opts, None))
     assert paths.AGENT_TOML in first.changed and len(first.changed) > 10
     for planned in build_plan(opts, None).files:
@@ -126,8 +145,11 @@ def test_ssh_applies_the_plan_and_a_second_run_changes_nothing(
     assert second.changed == [] and "nothing changed" in second.summary()
     assert sshd.log.read_text() == ""  # nothing ran on the board
 
-    budget = make_options(coordinator=None, wheelhouse=tmp_path / "wheels",
-                          base_config={"training": {"memory_mb": 256}})  # fmt: skip
+    budget = make_options(
+        coordinator=None,
+        wheelhouse=tmp_path / "wheels",
+        base_config={"training": {"memory_mb": 256}},
+    )
     third = target.apply(build_plan(budget, None))
     assert sorted(third.changed) == sorted([paths.AGENT_TOML, paths.BUDGET_DROPIN])
     assert "MemoryMax=256M" in (sshd.board / paths.BUDGET_DROPIN.lstrip("/")).read_text()
@@ -136,7 +158,11 @@ def test_ssh_applies_the_plan_and_a_second_run_changes_nothing(
 
 
 def test_unreachable_board_is_a_clear_error(make_options: Callable[..., DeviceOptions]) -> None:
-    target = get("ssh")(host="nobody@127.0.0.1", port=free_port(), sudo=False,
-                        ssh_options=["-F", "/dev/null", "-o", "ConnectTimeout=5"])  # fmt: skip
+    target = get("ssh")(
+        host="nobody@127.0.0.1",
+        port=free_port(),
+        sudo=False,
+        ssh_options=["-F", "/dev/null", "-o", "ConnectTimeout=5"],
+    )
     with pytest.raises(TargetError, match="cannot connect"):
         target.apply(build_plan(make_options(coordinator=None), None))

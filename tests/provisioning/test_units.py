@@ -14,13 +14,21 @@ from provisioning.units import unit_dir
 
 ANALYZE = shutil.which("systemd-analyze")
 pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
-UNITS = ["orchard-agent.service", "orchard-trainer.socket", "orchard-trainer.service",
-         "orchard-coordinator.service"]  # fmt: skip
+UNITS = [
+    "orchard-agent.service",
+    "orchard-trainer.socket",
+    "orchard-trainer.service",
+    "orchard-coordinator.service",
+]
 # Exposure bounds from the issue (lower is safer; systemd calls <= 2.9 "OK").
-BOUNDS = {"orchard-agent.service": 2.5, "orchard-trainer.service": 4.0,
-          "orchard-coordinator.service": 4.0}  # fmt: skip
-HOST_UNITS = next(p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
-                  if p.is_dir())  # fmt: skip
+BOUNDS = {
+    "orchard-agent.service": 2.5,
+    "orchard-trainer.service": 4.0,
+    "orchard-coordinator.service": 4.0,
+}
+HOST_UNITS = next(
+    p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir()
+)
 
 
 def _root(tmp_path: Path, units: dict[str, bytes], binaries: tuple[str, ...]) -> Path:
@@ -82,8 +90,10 @@ def test_verify_fails_on_a_missing_binary_and_a_typo(tmp_path: Path) -> None:
 def exposure(path: Path) -> float:
     done = subprocess.run(
         [str(ANALYZE), "security", "--offline=yes", "--no-pager", str(path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", done.stdout)
     assert match, done.stdout + done.stderr
     return float(match.group(1))
@@ -99,9 +109,10 @@ def test_security_score_rises_without_hardening(tmp_path: Path) -> None:
     """The bound is meaningful: the same agent unit without its hardening scores far worse."""
     text = (unit_dir() / "orchard-agent.service").read_text()
     bare = "\n".join(
-        line for line in text.splitlines()
+        line
+        for line in text.splitlines()
         if not re.match(r"(Protect|Restrict|NoNew|SystemCall|Private|Capability|Device)", line)
-    )  # fmt: skip
+    )
     path = tmp_path / "orchard-agent.service"
     path.write_text(bare)
     assert exposure(path) > BOUNDS["orchard-agent.service"] + 2
@@ -110,10 +121,15 @@ def test_security_score_rises_without_hardening(tmp_path: Path) -> None:
 def test_agent_unit_contract() -> None:
     """What the agent relies on: notify + watchdog, no restart on a config error, I2C."""
     text = (unit_dir() / "orchard-agent.service").read_text()
-    for line in ("Type=notify", "RestartPreventExitStatus=78", "DeviceAllow=/dev/i2c-1 rw",
-                 "SupplementaryGroups=i2c", "StateDirectory=orchard", "User=orchard",
-                 "ExecStart=/opt/orchard/venv/bin/orchard-agent run --config "
-                 "/etc/orchard/agent.toml"):  # fmt: skip
+    for line in (
+        "Type=notify",
+        "RestartPreventExitStatus=78",
+        "DeviceAllow=/dev/i2c-1 rw",
+        "SupplementaryGroups=i2c",
+        "StateDirectory=orchard",
+        "User=orchard",
+        "ExecStart=/opt/orchard/venv/bin/orchard-agent run --config /etc/orchard/agent.toml",
+    ):
         assert line in text.splitlines(), line
     assert re.search(r"^WatchdogSec=\d+", text, re.M)
     assert "PrivateDevices=yes" not in text  # would hide /dev/i2c-*

@@ -34,9 +34,14 @@ ORCHARD_REQUIRES = (
 
 
 def make_wheel(
-    directory: Path, name: str, version: str, tag: str = "py3-none-any",
-    requires: Iterable[str] = (), extras: Iterable[str] = (), requires_python: str | None = None,
-) -> Path:  # fmt: skip
+    directory: Path,
+    name: str,
+    version: str,
+    tag: str = "py3-none-any",
+    requires: Iterable[str] = (),
+    extras: Iterable[str] = (),
+    requires_python: str | None = None,
+) -> Path:
     """A minimal real wheel: METADATA (Requires-Dist, Provides-Extra), WHEEL and RECORD."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"{name.replace('-', '_')}-{version}"
@@ -60,15 +65,26 @@ def make_wheel(
 
 def complete(directory: Path, version: str = "0.1.0") -> Path:
     """orchard-fl[agent,train] for cp311 aarch64, with abi3, none-any and marker cases."""
-    make_wheel(directory, "orchard-fl", version, requires=ORCHARD_REQUIRES,
-               extras=("agent", "train"))  # fmt: skip
+    make_wheel(
+        directory, "orchard-fl", version, requires=ORCHARD_REQUIRES, extras=("agent", "train")
+    )
     make_wheel(directory, "numpy", "2.4.6", ARM, requires_python=">=3.11")
-    make_wheel(directory, "flwr", "1.42.0", extras=("dp",),
-               requires=("grpcio>=1.60", 'dp-accounting; extra == "dp"'))  # fmt: skip
+    make_wheel(
+        directory,
+        "flwr",
+        "1.42.0",
+        extras=("dp",),
+        requires=("grpcio>=1.60", 'dp-accounting; extra == "dp"'),
+    )
     make_wheel(directory, "grpcio", "1.68.0", "cp311-cp311-manylinux2014_aarch64")
     make_wheel(directory, "dp-accounting", "0.4.4")
-    make_wheel(directory, "tensorflow", "2.21.0", "cp311-cp311-manylinux_2_27_aarch64",
-               requires=("protobuf>=4",))  # fmt: skip
+    make_wheel(
+        directory,
+        "tensorflow",
+        "2.21.0",
+        "cp311-cp311-manylinux_2_27_aarch64",
+        requires=("protobuf>=4",),
+    )
     make_wheel(directory, "protobuf", "6.30.0", "cp39-abi3-manylinux2014_aarch64")
     return directory
 
@@ -79,8 +95,15 @@ def names(checked: Any) -> set[str]:
 
 def test_a_complete_wheelhouse_passes(tmp_path: Path) -> None:
     checked = verify(complete(tmp_path / "wh"))
-    assert names(checked) == {"orchard-fl", "numpy", "flwr", "grpcio", "dp-accounting",
-                              "tensorflow", "protobuf"}  # fmt: skip
+    assert names(checked) == {
+        "orchard-fl",
+        "numpy",
+        "flwr",
+        "grpcio",
+        "dp-accounting",
+        "tensorflow",
+        "protobuf",
+    }
     assert checked.unused == () and str(checked.target) == "cp311 manylinux aarch64"
     assert checked.size() > 0
 
@@ -106,8 +129,11 @@ def test_an_x86_wheel_is_refused_naming_the_package(tmp_path: Path) -> None:
     # A stray wheel for another machine is refused too, even when nothing needs it.
     shutil.rmtree(wh)
     make_wheel(complete(wh), "psutil", "7.0.0", "cp36-abi3-manylinux_2_12_x86_64")
-    with pytest.raises(WheelhouseError, match=r"psutil-7.0.0-cp36-abi3-manylinux_2_12_x86_64.whl "
-                       r"does not install on cp311 manylinux aarch64"):  # fmt: skip
+    with pytest.raises(
+        WheelhouseError,
+        match=r"psutil-7.0.0-cp36-abi3-manylinux_2_12_x86_64.whl "
+        r"does not install on cp311 manylinux aarch64",
+    ):
         verify(wh)
 
 
@@ -155,12 +181,19 @@ def test_python_version_and_orchard_itself(tmp_path: Path) -> None:
 def test_the_manifest_must_match_target_and_files(tmp_path: Path) -> None:
     wh = complete(tmp_path / "wh")
     wheels = {p.name: wheelhouse.sha256(p) for p in wh.glob("*.whl")}
-    manifest = {"target": {"python": "3.11", "platform": "aarch64"}, "extras": ["agent", "train"],
-                "requirement": "orchard-fl[agent,train]==0.1.0", "wheels": wheels}  # fmt: skip
+    manifest = {
+        "target": {"python": "3.11", "platform": "aarch64"},
+        "extras": ["agent", "train"],
+        "requirement": "orchard-fl[agent,train]==0.1.0",
+        "wheels": wheels,
+    }
     (wh / MANIFEST).write_text(json.dumps(manifest))
     verify(wh)
-    with pytest.raises(WheelhouseError, match=r"built for Python 3.11 aarch64 \(wheelhouse.json\). "
-                       r"Expected: Python 3.13 aarch64"):  # fmt: skip
+    with pytest.raises(
+        WheelhouseError,
+        match=r"built for Python 3.11 aarch64 \(wheelhouse.json\). "
+        r"Expected: Python 3.13 aarch64",
+    ):
         verify(wh, python="3.13")
     with pytest.raises(WheelhouseError, match=r"built for orchard-fl\[agent,train\]==0.1.0"):
         verify(wh, extras=("agent", "coordinator"))
@@ -177,8 +210,9 @@ class FakeIndex:
         self.source = source
         self.resolves = 0
 
-    def resolve(self, own: Path, target: Target, extras: Iterable[str],
-                exclude: Iterable[str] = ()) -> dict[str, str]:  # fmt: skip
+    def resolve(
+        self, own: Path, target: Target, extras: Iterable[str], exclude: Iterable[str] = ()
+    ) -> dict[str, str]:
         self.resolves += 1
         pins = {}
         for path in self.source.glob("*.whl"):
@@ -229,8 +263,13 @@ def test_build_and_the_cache(tmp_path: Path, fake_index: FakeIndex) -> None:
     ]
     # A new dependency: built again.
     shutil.rmtree(project)
-    make_wheel(project, "orchard-fl", "0.1.2", requires=(*ORCHARD_REQUIRES, "protobuf"),
-               extras=("agent", "train"))  # fmt: skip
+    make_wheel(
+        project,
+        "orchard-fl",
+        "0.1.2",
+        requires=(*ORCHARD_REQUIRES, "protobuf"),
+        extras=("agent", "train"),
+    )
     wheelhouse.ensure(cache=cache, project=project)
     assert fake_index.resolves == 2 and verify(first).project.version.public == "0.1.2"
     other = tmp_path / "other"
@@ -246,8 +285,9 @@ def test_a_release_without_the_targets_python_is_resolved_again(
     calls: list[list[str]] = []
     download = fake_index.download
 
-    def resolve(own: Path, target: Target, extras: Iterable[str],
-                exclude: Iterable[str] = ()) -> dict[str, str]:  # fmt: skip
+    def resolve(
+        own: Path, target: Target, extras: Iterable[str], exclude: Iterable[str] = ()
+    ) -> dict[str, str]:
         calls.append(list(exclude))
         return fake_index.resolve(own, target, extras)
 
@@ -257,8 +297,9 @@ def test_a_release_without_the_targets_python_is_resolved_again(
 
     monkeypatch.setattr(wheelfetch, "resolve", resolve)
     monkeypatch.setattr(wheelfetch, "download", first_lacks_python)
-    project = make_wheel(tmp_path / "p", "orchard-fl", "0.1.0", requires=ORCHARD_REQUIRES,
-                         extras=("agent", "train")).parent  # fmt: skip
+    project = make_wheel(
+        tmp_path / "p", "orchard-fl", "0.1.0", requires=ORCHARD_REQUIRES, extras=("agent", "train")
+    ).parent
     wheelhouse.build(tmp_path / "out", project=project)
     assert calls == [[], ["backports-strenum!=1.3.1"]]
 
@@ -294,11 +335,21 @@ def test_cli_refuses_a_bad_wheelhouse_before_touching_anything(tmp_path: Path) -
     ca_files = sorted(p.relative_to(ca) for p in ca.rglob("*"))
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    common = ["--device-id", "kitchen-pi", "--ca", str(ca), "--coordinator", "coord.local",
-              "--wheelhouse", str(wh)]  # fmt: skip
-    for args in (["image", "--image", str(image), "--out", str(tmp_path / "out.img")],
-                 ["rootfs", "--root", str(root)],
-                 ["ssh", "--host", "nobody@127.0.0.1", "--port", "9"]):  # fmt: skip
+    common = [
+        "--device-id",
+        "kitchen-pi",
+        "--ca",
+        str(ca),
+        "--coordinator",
+        "coord.local",
+        "--wheelhouse",
+        str(wh),
+    ]
+    for args in (
+        ["image", "--image", str(image), "--out", str(tmp_path / "out.img")],
+        ["rootfs", "--root", str(root)],
+        ["ssh", "--host", "nobody@127.0.0.1", "--port", "9"],
+    ):
         result = runner.invoke(app, [*args, *common])
         assert result.exit_code == 1, result.output
         assert "no wheel for 'grpcio>=1.60' (needed by flwr[dp])" in result.output

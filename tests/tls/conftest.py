@@ -67,8 +67,9 @@ def _identity(ca: FleetCA, device_id: str, keep: Path) -> Identity:
     keep.mkdir(parents=True)
     for name in ("mqtt_cert", "mqtt_key", "supernode_private", "supernode_public"):
         shutil.copy2(issued / name, keep / name)
-    return Identity(keep / "mqtt_cert", keep / "mqtt_key",
-                    keep / "supernode_private", keep / "supernode_public")  # fmt: skip
+    return Identity(
+        keep / "mqtt_cert", keep / "mqtt_key", keep / "supernode_private", keep / "supernode_public"
+    )
 
 
 def make_pki(root: Path) -> Pki:
@@ -87,10 +88,13 @@ def make_pki(root: Path) -> Pki:
     foreign.issue("pi-foreign", mqtt="cert")
     devices["pi-foreign"] = _identity(foreign, "pi-foreign", boards / "pi-foreign")
     return Pki(
-        root=root, ca=ca, server=ca.server_cert("server", ("127.0.0.1", "localhost")),
-        coordinator=ca.client_cert("coordinator"), devices=devices,
+        root=root,
+        ca=ca,
+        server=ca.server_cert("server", ("127.0.0.1", "localhost")),
+        coordinator=ca.client_cert("coordinator"),
+        devices=devices,
         foreign_ca=foreign.dir / "ca.pem",
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="session")
@@ -158,11 +162,18 @@ class TlsMosquitto:
 def coordinator_health(pki: Pki, broker: TlsMosquitto) -> HealthSettings:
     """``[mqtt]`` of coordinator.toml: the ingest on its own client certificate."""
     cert, key = pki.coordinator
-    return HealthSettings.from_mapping({
-        "mqtt": {"host": broker.host, "port": broker.port, "tls_ca": str(pki.ca_pem),
-                 "tls_cert": str(cert), "tls_key": str(key)},
-        "dashboard": {"enabled": False},
-    })  # fmt: skip
+    return HealthSettings.from_mapping(
+        {
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "tls_ca": str(pki.ca_pem),
+                "tls_cert": str(cert),
+                "tls_key": str(key),
+            },
+            "dashboard": {"enabled": False},
+        }
+    )
 
 
 @pytest.fixture(scope="module")

@@ -67,11 +67,13 @@ def federation(
     datasets.write_validation(work / "validation.csv", prepared.validation)
     link = SuperLink(
         SuperLinkSettings(
-            port=free_port(), workdir=work / "link",
-            certificates=(pki.ca_pem, *pki.server), supernode_auth=True,
+            port=free_port(),
+            workdir=work / "link",
+            certificates=(pki.ca_pem, *pki.server),
+            supernode_auth=True,
             supernode_keys=pki.ca.dir / "supernodes",  # what orchard-provision issued
         )
-    )  # fmt: skip
+    )
     health = HealthService(coordinator_health(pki, tls_broker), runs_dir=work / "runs")
     good = Device(0, "pi-good", work / "pi-good")
     stranger = Device(1, "pi-stranger", work / "pi-stranger")
@@ -143,11 +145,13 @@ def test_an_unprovisioned_device_is_refused_by_both_and_says_why(
     stranger = federation.stranger
     state = wait_until(
         "the stranger's /healthz to say why",
-        lambda: (h := stranger.health())
-        and str(h["federation"].get("last_error")).startswith(NOT_REGISTERED)
-        and h["federation"],
+        lambda: (
+            (h := stranger.health())
+            and str(h["federation"].get("last_error")).startswith(NOT_REGISTERED)
+            and h["federation"]
+        ),
         120,
-    )  # fmt: skip
+    )
     assert state["supernode"] in ("failed", "starting") and state["node_id"] is None
     log = (stranger.root / "agent.log").read_text()
     assert f"refused this SuperNode: {NOT_REGISTERED}" in log
@@ -171,11 +175,12 @@ def test_a_supernode_that_trusts_another_ca_is_refused(
             "enabled": True,
             "superlink": federation.link.settings.address,
             "runtime_port": free_port(),
-            **_federation(pki, ident.supernode_private, ident.supernode_public,
-                          root=pki.foreign_ca),
+            **_federation(
+                pki, ident.supernode_private, ident.supernode_public, root=pki.foreign_ca
+            ),
         },
         tmp_path,
-    )  # fmt: skip
+    )
     caplog.set_level(logging.WARNING, logger="agent.federation.supernode")
     supervisor = SupernodeSupervisor(settings, state_dir=tmp_path, node_config={})
     supervisor.start()
@@ -197,19 +202,30 @@ def test_the_provisioned_device_reports_over_tls_and_completes_a_round(
     node_id = (federation.good.health() or {})["federation"]["node_id"]
     record = wait_until(
         "pi-good's birth, status and health (with its node id) in the registry",
-        lambda: (r := registry.device("pi-good"))
-        and r.birth_doc and r.status == "ready" and r.node_id == node_id and r,
+        lambda: (
+            (r := registry.device("pi-good"))
+            and r.birth_doc
+            and r.status == "ready"
+            and r.node_id == node_id
+            and r
+        ),
         60,
-    )  # fmt: skip
+    )
     assert record.health is not None and record.health.federation.supernode == "connected"
 
     settings = RunSettings(
-        num_server_rounds=1, min_devices=1, round_timeout=180.0, wait_for_devices=30.0,
-        local_epochs=1, model_spec=json.dumps(federation.prepared.spec.to_dict()),
-        model_name="tls", quantization="float32", out_dir=str(federation.work / "runs"),
+        num_server_rounds=1,
+        min_devices=1,
+        round_timeout=180.0,
+        wait_for_devices=30.0,
+        local_epochs=1,
+        model_spec=json.dumps(federation.prepared.spec.to_dict()),
+        model_name="tls",
+        quantization="float32",
+        out_dir=str(federation.work / "runs"),
         validation=str(federation.work / "validation.csv"),
         registry=str(federation.health.settings.registry.resolve_path(federation.health.runs_dir)),
-    )  # fmt: skip
+    )
     run_id = submit(federation.link, settings, federation.work / "submit")
     history = follow(federation.link, run_id, settings, timeout=400)
 

@@ -60,9 +60,12 @@ def main(grid: Grid, context: Context) -> None:
     history["connected"] = connected
     fraction_evaluate = float(cfg["fraction-evaluate"])
     strategy = FedAvg(
-        fraction_train=1.0, fraction_evaluate=fraction_evaluate, min_train_nodes=needed,
-        min_evaluate_nodes=needed if fraction_evaluate > 0 else 0, min_available_nodes=needed,
-    )  # fmt: skip
+        fraction_train=1.0,
+        fraction_evaluate=fraction_evaluate,
+        min_train_nodes=needed,
+        min_evaluate_nodes=needed if fraction_evaluate > 0 else 0,
+        min_available_nodes=needed,
+    )
     arrays = [np.zeros(int(cfg["array-size"]), np.float32)]
     for rnd in range(1, rounds + 1):
         started = time.monotonic()

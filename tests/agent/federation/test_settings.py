@@ -55,9 +55,13 @@ def test_node_config_parses_with_flowers_own_parser() -> None:
 
 def test_supernode_command_uses_tls_or_insecure_and_auth_keys(tmp_path: Path) -> None:
     secure = FederationSettings(
-        superlink="coord:9092", insecure=False, root_certificates=Path("/ca.pem"),
-        auth_private_key=Path("/k"), auth_public_key=Path("/k.pub"), runtime_port=9100,
-    )  # fmt: skip
+        superlink="coord:9092",
+        insecure=False,
+        root_certificates=Path("/ca.pem"),
+        auth_private_key=Path("/k"),
+        auth_public_key=Path("/k.pub"),
+        runtime_port=9100,
+    )
     cmd = SupernodeSupervisor(secure, state_dir=tmp_path, node_config={"device-id": "a"}).command()
     assert cmd[cmd.index("--superlink") + 1] == "coord:9092"
     assert "--insecure" not in cmd and cmd[cmd.index("--root-certificates") + 1] == "/ca.pem"

@@ -70,10 +70,27 @@ class Collector:
 def retained(port: int, topic: str, timeout: int = 5) -> dict[str, Any] | None:
     """The retained message on ``topic`` (None if none), read by a raw ``mosquitto_sub``."""
     out = subprocess.run(
-        [MOSQUITTO_SUB, "-V", "mqttv311", "-h", "127.0.0.1", "-p", str(port), "-t", topic,
-         "-C", "1", "-W", str(timeout), "--retained-only"],
-        capture_output=True, text=True, timeout=timeout + 5, check=False,
-    )  # fmt: skip
+        [
+            MOSQUITTO_SUB,
+            "-V",
+            "mqttv311",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-t",
+            topic,
+            "-C",
+            "1",
+            "-W",
+            str(timeout),
+            "--retained-only",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 5,
+        check=False,
+    )
     if out.returncode not in (0, 27):  # 27: -W timeout
         raise AssertionError(f"mosquitto_sub failed: rc={out.returncode} {out.stderr}")
     if not out.stdout.strip():

@@ -15,10 +15,15 @@ from tests.agent.health.helpers import fake_pi, set_temp, set_throttled
 def test_decode_throttled_names_now_and_occurred_bits() -> None:
     t = decode_throttled(0x50005)  # under-voltage + throttled now; both have occurred
     assert t == Throttling(
-        under_voltage=True, freq_capped=False, throttled=True, soft_temp_limit=False,
-        under_voltage_occurred=True, freq_capped_occurred=False, throttled_occurred=True,
+        under_voltage=True,
+        freq_capped=False,
+        throttled=True,
+        soft_temp_limit=False,
+        under_voltage_occurred=True,
+        freq_capped_occurred=False,
+        throttled_occurred=True,
         soft_temp_limit_occurred=False,
-    )  # fmt: skip
+    )
     assert decode_throttled(0) == Throttling(*([False] * 8))
     assert decode_throttled(0x80008).soft_temp_limit and decode_throttled(0x80008).any_now
     assert decode_throttled(0x20000).freq_capped_occurred and not decode_throttled(0x20000).any_now
@@ -59,8 +64,11 @@ def test_devicetree_under_sys_firmware_is_used_when_proc_is_absent(tmp_path: Pat
 def test_non_pi_hardware_gives_none_not_errors(tmp_path: Path) -> None:
     facts = BoardFacts(tmp_path, vcgencmd="")
     assert (facts.model(), facts.serial(), facts.cpu_temp_c(), facts.throttling()) == (
-        None, None, None, None,
-    )  # fmt: skip
+        None,
+        None,
+        None,
+        None,
+    )
     assert not facts.is_pi()
 
 

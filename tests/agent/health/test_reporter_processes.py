@@ -24,10 +24,18 @@ def test_kill_9_of_the_agent_leaves_retained_lost(
     broker: Broker, tmp_path: Path, board: Path
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.agent.health.child_reporter",
-         str(broker.port), str(tmp_path / "state"), str(board)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.agent.health.child_reporter",
+            str(broker.port),
+            str(tmp_path / "state"),
+            str(board),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "connected"

@@ -43,8 +43,12 @@ def test_health_settings_defaults(tmp_path: Path) -> None:
     assert s.outbox_path == tmp_path / "health-outbox.db"
     assert s.state_path == tmp_path / "health-state.json"
     assert (s.outbox_max, s.ha_discovery, s.cpu_step_pct, s.temp_step_c, s.mem_step_pct) == (
-        1000, False, 20.0, 5.0, 10.0,
-    )  # fmt: skip
+        1000,
+        False,
+        20.0,
+        5.0,
+        10.0,
+    )
 
 
 @pytest.mark.parametrize(

@@ -49,9 +49,16 @@ def export(
         spec, model, train, held, metrics = _trained(family, task)
         out = root / f"{family}-{task}-{quantization}-v{version}"
         export_tflite(
-            model, spec, out, quantization=quantization, representative=train.x,
-            held=(held.x, held.y), name=f"{family}-{task}", version=version, metrics=metrics,
-        )  # fmt: skip
+            model,
+            spec,
+            out,
+            quantization=quantization,
+            representative=train.x,
+            held=(held.x, held.y),
+            name=f"{family}-{task}",
+            version=version,
+            metrics=metrics,
+        )
         _EXPORTED[key] = out
     return _EXPORTED[key]
 

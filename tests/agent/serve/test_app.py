@@ -43,9 +43,12 @@ def make_client(tmp_path: Path, bundles: Bundles) -> Iterator[Factory]:
         if model is not None:
             slots.install(bundles(*model))
         app = create_app(
-            slots=slots, store=store, metrics=AgentMetrics(process=False),
-            settings=settings or HttpSettings(), **kwargs,
-        )  # fmt: skip
+            slots=slots,
+            store=store,
+            metrics=AgentMetrics(process=False),
+            settings=settings or HttpSettings(),
+            **kwargs,
+        )
         client = TestClient(app, raise_server_exceptions=False)
         clients.append(client)
         return client
@@ -62,9 +65,13 @@ def test_healthz_and_503_before_the_first_model(make_client: Factory) -> None:
     r = client.get("/healthz")
     assert r.status_code == 200
     assert r.json() == {
-        "status": "ok", "ready": False, "model_loaded": False, "model": None, "uptime_s": 12.5,
+        "status": "ok",
+        "ready": False,
+        "model_loaded": False,
+        "model": None,
+        "uptime_s": 12.5,
         "sensors": {"room": "ok"},
-    }  # fmt: skip
+    }
     for method, path in (
         ("GET", "/api/info"),
         ("POST", "/api/predict"),
@@ -91,9 +98,12 @@ def test_info_describes_the_serving_model(make_client: Factory, bundles: Bundles
     assert info["name"] == "mlp-classify" and info["version"] == "1"
     assert info["task"] == "classify" and info["family"] == "mlp"
     assert info["input"] == {
-        "shape": [5], "feature_names": list(ROOM), "units": ["°C", "%", "hPa", "lx", "ppm"],
-        "window": None, "dtype": "float32",
-    }  # fmt: skip
+        "shape": [5],
+        "feature_names": list(ROOM),
+        "units": ["°C", "%", "hPa", "lx", "ppm"],
+        "window": None,
+        "dtype": "float32",
+    }
     assert info["output"]["labels"] == ["empty", "occupied", "ventilating"]
     assert info["quantization"] == "float32" and info["sha256"] == manifest.sha256
     assert info["metrics"]["accuracy"] == manifest.metrics["accuracy"]

@@ -40,9 +40,12 @@ class Agent:
         self.slots.load()
         self.store = MemoryStore()
         app = create_app(
-            slots=self.slots, store=self.store, metrics=self.metrics, settings=settings,
+            slots=self.slots,
+            store=self.store,
+            metrics=self.metrics,
+            settings=settings,
             health_extra=lambda: {"slots": self.slots.info()},
-        )  # fmt: skip
+        )
         self.server = HttpServer(app, settings)
 
     def _event(self, name: str, payload: dict[str, object]) -> None:

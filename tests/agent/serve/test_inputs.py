@@ -17,11 +17,18 @@ NAMES = ("a", "b", "c")
 
 def manifest(spec: InputSpec) -> Manifest:
     return Manifest(
-        name="m", version="1", task=Task.CLASSIFY, family="mlp", input=spec,
-        quantization="float32", sha256="0" * 64, size_bytes=1,
+        name="m",
+        version="1",
+        task=Task.CLASSIFY,
+        family="mlp",
+        input=spec,
+        quantization="float32",
+        sha256="0" * 64,
+        size_bytes=1,
         input_tensor=TensorInfo((-1, *spec.shape), "float32"),
-        output_tensor=TensorInfo((-1, 2), "float32"), labels=("x", "y"),
-    )  # fmt: skip
+        output_tensor=TensorInfo((-1, 2), "float32"),
+        labels=("x", "y"),
+    )
 
 
 TABULAR = manifest(InputSpec.tabular(NAMES))

@@ -22,9 +22,17 @@ def samples(metrics: AgentMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...
 
 def status(name: str, state: SensorState = SensorState.OK) -> SensorStatus:
     return SensorStatus(
-        name=name, driver="synthetic", state=state, accepted=10, rejected={"nan": 2, "stale": 1},
-        errors=3, consecutive_errors=0, last_error=None, last_reading_ts=None, rate_hz=1.0,
-    )  # fmt: skip
+        name=name,
+        driver="synthetic",
+        state=state,
+        accepted=10,
+        rejected={"nan": 2, "stale": 1},
+        errors=3,
+        consecutive_errors=0,
+        last_error=None,
+        last_reading_ts=None,
+        rate_hz=1.0,
+    )
 
 
 def test_predictions_latency_and_errors() -> None:

@@ -13,8 +13,12 @@ from agent.serve import HttpSettings
 def test_defaults_are_loopback_without_token() -> None:
     s = HttpSettings.from_mapping(None)
     assert (s.host, s.port, s.token, s.max_body_bytes, s.lan) == (
-        "127.0.0.1", 8765, None, 65536, False,
-    )  # fmt: skip
+        "127.0.0.1",
+        8765,
+        None,
+        65536,
+        False,
+    )
     assert s.loopback
     assert HttpSettings.from_mapping({}) == s
 
@@ -75,7 +79,10 @@ def test_every_wrong_key_is_named_at_once() -> None:
         HttpSettings.from_mapping({"port": -1, "max_body_bytes": 1, "lan": "no", "tokn": "t"})
     lines = str(info.value).splitlines()
     assert [line.split(":")[0] for line in lines] == [
-        "http.tokn", "http.port", "http.max_body_bytes", "http.lan",
-    ]  # fmt: skip
+        "http.tokn",
+        "http.port",
+        "http.max_body_bytes",
+        "http.lan",
+    ]
     assert "did you mean 'token'" in lines[0] and "Received: port=-1" in lines[1]
     assert info.value.key == "http.tokn"

@@ -57,8 +57,12 @@ def test_from_mapping_names_every_wrong_key_at_once() -> None:
         )
     text = str(info.value)
     assert [line.split(":")[0] for line in text.splitlines()] == [
-        "store.max_byts", "store.pth", "store.path", "store.max_rows", "store.max_age_s",
+        "store.max_byts",
+        "store.pth",
+        "store.path",
+        "store.max_rows",
+        "store.max_age_s",
         "store.synchronous",
-    ]  # fmt: skip
+    ]
     assert "did you mean 'max_bytes'" in text and "did you mean 'path'" in text
     assert "Received: max_rows=0" in text and "Received: synchronous='OFF'" in text

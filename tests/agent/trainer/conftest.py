@@ -45,7 +45,7 @@ def seed_store(path: Path, n: int = 400, device_index: int = 0) -> None:
             label=str(labels[row]),
         )
         for i, row in enumerate(picked)
-    )  # fmt: skip
+    )
     store.close()
 
 

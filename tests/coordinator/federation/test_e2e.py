@@ -46,11 +46,17 @@ class Fleet:
 
     def settings(self, **changes: object) -> RunSettings:
         base = RunSettings(
-            num_server_rounds=3, min_devices=3, round_timeout=90.0, wait_for_devices=30.0,
-            local_epochs=3, model_spec=json.dumps(self.prepared.spec.to_dict()),
-            model_name="e2e", quantization="float32", out_dir=str(self.work / "runs"),
+            num_server_rounds=3,
+            min_devices=3,
+            round_timeout=90.0,
+            wait_for_devices=30.0,
+            local_epochs=3,
+            model_spec=json.dumps(self.prepared.spec.to_dict()),
+            model_name="e2e",
+            quantization="float32",
+            out_dir=str(self.work / "runs"),
             validation=str(self.work / "validation.csv"),
-        )  # fmt: skip
+        )
         return base.replace(**changes)
 
 
@@ -64,8 +70,15 @@ def _export_bundle(prepared: datasets.Prepared, out: Path) -> None:
     x, y = arrays_for(prepared.spec, prepared.train)
     model = families.build(prepared.spec)
     fit(model, prepared.spec, (x, y), TrainConfig(epochs=2))
-    export_tflite(model, prepared.spec, out, representative=x[:200], held=(x[:100], y[:100]),
-                  name="e2e", version="pre.0")  # fmt: skip
+    export_tflite(
+        model,
+        prepared.spec,
+        out,
+        representative=x[:200],
+        held=(x[:100], y[:100]),
+        name="e2e",
+        version="pre.0",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,10 @@ def test_the_fab_declares_every_run_setting_with_the_same_default() -> None:
 def test_fab_entry_modules_are_thin() -> None:
     for name in ("server_app.py", "client_app.py"):
         code = [
-            line for line in (FAB_DIR / "orchard_fab" / name).read_text().splitlines()
+            line
+            for line in (FAB_DIR / "orchard_fab" / name).read_text().splitlines()
             if line.strip() and not line.startswith(('"""', "#"))
-        ]  # fmt: skip
+        ]
         assert len(code) <= 3, code
 
 

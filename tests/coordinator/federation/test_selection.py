@@ -39,8 +39,10 @@ def test_failed_rounds_in_a_row_exclude_a_device(tmp_path: Path) -> None:
         registry=str(tmp_path / "fleet.sqlite"), max_temp_c=100.0, max_failures_in_row=2
     )
     fleet = fleet_for(settings)
-    phase = {"replies": [{"node_id": 11, "error": {"code": 602, "reason": "over budget"}}],
-             "no_reply": []}  # fmt: skip
+    phase = {
+        "replies": [{"node_id": 11, "error": {"code": 602, "reason": "over budget"}}],
+        "no_reply": [],
+    }
     for rnd in (1, 2):
         fleet.record(rnd, _outcomes(phase))
     eligible, skipped = fleet.select([11, BIG])

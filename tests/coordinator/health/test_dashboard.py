@@ -22,15 +22,29 @@ pytestmark = pytest.mark.slow
 HISTORY = {
     "run_id": "run-7",
     "rounds": [
-        {"round": 1, "train": {"loss": 0.9}, "evaluate": {"loss": 1.0, "accuracy": 0.55},
-         "central": {"accuracy": 0.5}, "selected": ["1", "2"], "skipped": {"3": "pi-3: too hot"},
-         "failures": 0, "duration_s": 4.1},
-        {"round": 2, "train": {"loss": 0.6}, "evaluate": {"loss": 0.7, "accuracy": 0.71},
-         "central": {"accuracy": float("nan")}, "selected": ["1", "2"], "skipped": {},
-         "failures": 1, "duration_s": 3.9},
+        {
+            "round": 1,
+            "train": {"loss": 0.9},
+            "evaluate": {"loss": 1.0, "accuracy": 0.55},
+            "central": {"accuracy": 0.5},
+            "selected": ["1", "2"],
+            "skipped": {"3": "pi-3: too hot"},
+            "failures": 0,
+            "duration_s": 4.1,
+        },
+        {
+            "round": 2,
+            "train": {"loss": 0.6},
+            "evaluate": {"loss": 0.7, "accuracy": 0.71},
+            "central": {"accuracy": float("nan")},
+            "selected": ["1", "2"],
+            "skipped": {},
+            "failures": 1,
+            "duration_s": 3.9,
+        },
         {"round": "three"},
     ],
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -124,11 +138,20 @@ def test_dashboard_shows_the_devices_in_headless_chromium(
 ) -> None:
     assert CHROMIUM is not None and service.dashboard_url is not None
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}",
-        "--virtual-time-budget=5000", "--dump-dom", service.dashboard_url,
-    ]  # fmt: skip
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        service.dashboard_url,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
     dom = out.stdout
     assert out.returncode == 0, out.stderr[-2000:]

@@ -36,12 +36,29 @@ def registry_file(tmp_path: Path) -> Path:
 
 
 def test_table(registry_file: Path, tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["fleet", "--runs-dir", str(registry_file.parent),
-                                   "--config", str(tmp_path / "absent.toml")])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "fleet",
+            "--runs-dir",
+            str(registry_file.parent),
+            "--config",
+            str(tmp_path / "absent.toml"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0].split() == ["DEVICE", "STATE", "TEMP", "THROTTLED", "MEMORY", "MODEL",
-                                "ROUND", "P95", "SEEN"]  # fmt: skip
+    assert lines[0].split() == [
+        "DEVICE",
+        "STATE",
+        "TEMP",
+        "THROTTLED",
+        "MEMORY",
+        "MODEL",
+        "ROUND",
+        "P95",
+        "SEEN",
+    ]
     assert lines[1].split()[:3] == ["pi-1", "ready", "52.2°C"]
     assert "v3" in lines[1] and " 7 " in lines[1] and "1.2 ms" in lines[1]
     assert lines[2].split()[:4] == ["barn/pi-2", "lost", "81.0°C", "throttled"]
