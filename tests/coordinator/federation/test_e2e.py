@@ -25,7 +25,7 @@ import pytest
 
 from agent.federation import trainer_api, wire
 from agent.federation.messages import EVALUATE_KEYS, TRAIN_KEYS, ErrorCode
-from agent.federation.trainer_api import TrainerRequest
+from agent.federation.trainer_api import TrainerReply, TrainerRequest
 from coordinator.demo import datasets
 from coordinator.demo.fleet import Device, free_port, wait_connected, wait_until
 from coordinator.demo.partition import Partitioning, split
@@ -136,7 +136,7 @@ def _warm_trainers(devices: list[Device], timeout: float) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout + 10)
-    failed = {k: v for k, v in replies.items() if not (isinstance(v, dict) and v.get("ok"))}
+    failed = {k: v for k, v in replies.items() if not (isinstance(v, TrainerReply) and v.ok)}
     assert len(replies) == len(devices) and not failed, replies
 
 
