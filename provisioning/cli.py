@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from provisioning.cli_ca import ca_app
+from provisioning.cli_common import errors, say
 from provisioning.errors import ProvisionError
 
 app = typer.Typer(help="Orchard provisioning: put the agent onto a Pi.", no_args_is_help=True)
-ca_app = typer.Typer(help="The fleet CA and the inventory of issued devices.", no_args_is_help=True)
-app.add_typer(ca_app, name="ca")
+app.add_typer(ca_app, name="ca")  # its commands: provisioning/cli_ca.py
 
 DeviceId = Annotated[str, typer.Option("--device-id", help="The device's id (agent device_id).")]
 CaDir = Annotated[
@@ -61,19 +60,6 @@ Timezone = Annotated[str | None, typer.Option(help="Time zone, e.g. Europe/Berli
 Reissue = Annotated[bool, typer.Option(help="Issue new keys even if the device has some.")]
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except ProvisionError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
-
-
-def _say(message: str) -> None:
-    typer.echo(message, err=True)
-
-
 def _wheelhouse(values: dict[str, Any], python: str, platform: str) -> Path:
     """The wheelhouse the board installs from, verified before anything is touched: the one
     given with --wheelhouse, or one built (or reused) in the cache for this target."""
@@ -83,9 +69,9 @@ def _wheelhouse(values: dict[str, Any], python: str, platform: str) -> Path:
     extras = orchard_extras(values.get("package", DEFAULT_PACKAGE))
     given = values.get("wheelhouse")
     if given is None:
-        return wheelhouse.ensure(python, platform, extras, progress=_say)
+        return wheelhouse.ensure(python, platform, extras, progress=say)
     checked = wheelcheck.verify(given, python, platform, extras)
-    _say(f"wheelhouse {given}: {len(checked.used)} wheels verified for {checked.target}")
+    say(f"wheelhouse {given}: {len(checked.used)} wheels verified for {checked.target}")
     return Path(given)
 
 
@@ -164,7 +150,7 @@ def image(
     from provisioning.image import disk, files
     from provisioning.targets import get
 
-    with _errors():
+    with errors():
         if write is not None and not yes_erase_disk:
             raise ProvisionError(f"--write {write} erases that disk; add --yes-erase-disk")
         if not image.is_file():  # before a wheelhouse build that may take a minute
@@ -212,7 +198,7 @@ def rootfs(
     values = {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
     from provisioning.targets import get
 
-    with _errors():
+    with errors():
         if not (root / "etc").is_dir():  # before a wheelhouse build that may take a minute
             raise ProvisionError(f"{root} does not look like a root filesystem (no etc/)")
         plan = _plan(values, ca, mqtt_auth, reissue, python, platform)
@@ -251,7 +237,7 @@ def ssh(
     values = {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
     from provisioning.targets import get
 
-    with _errors():
+    with errors():
         plan = _plan(values, ca, mqtt_auth, reissue, python, platform)
         typer.echo(get("ssh")(host=host, port=port, sudo=sudo).apply(plan).summary())
 
@@ -294,103 +280,18 @@ def wheelhouse_command(
     from provisioning.errors import InvalidOption
 
     names = tuple(e.strip() for e in extras.split(",") if e.strip())
-    with _errors():
+    with errors():
         for name in names:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
                 raise InvalidOption("extras", extras, "comma-separated names such as agent,train")
         if not check:
-            wheelhouse.build(out, python, platform, names, project=project, progress=_say)
+            wheelhouse.build(out, python, platform, names, project=project, progress=say)
         checked = wheelcheck.verify(out, python, platform, names)
         requirement = f"orchard-fl[{','.join(names)}]" if names else "orchard-fl"
         typer.echo(
             f"{out}: {len(checked.used)} wheels ({checked.size() / 1e6:.1f} MB) verified for "
             f"{checked.target}.\nOn the board: pip install --no-index --find-links {out} "
             f"'{requirement}'; or pass --wheelhouse {out} to image, rootfs or ssh."
-        )
-
-
-@ca_app.command("init")
-def ca_init(
-    directory: Annotated[Path, typer.Option("--dir", help="Where the CA lives (kept private).")],
-    name: Annotated[str, typer.Option(help="The CA's common name.")] = "Orchard fleet CA",
-) -> None:
-    """Create the fleet CA."""
-    from provisioning.ca import FleetCA
-
-    with _errors():
-        ca = FleetCA.init(directory, name)
-        typer.echo(f"created {ca.dir / 'ca.pem'} (private key {ca.dir / 'ca.key'}, mode 0600)")
-
-
-@ca_app.command("server-cert")
-def ca_server_cert(
-    directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")],
-    host: Annotated[list[str], typer.Option(help="DNS name or IP of the coordinator (repeat).")],
-    name: Annotated[str, typer.Option(help="File name and common name.")] = "coordinator",
-) -> None:
-    """Issue the coordinator's TLS certificate (SuperLink --ssl-*, Mosquitto listener)."""
-    from provisioning.ca import FleetCA
-
-    with _errors():
-        cert, key = FleetCA.open(directory).server_cert(name, tuple(host))
-        typer.echo(f"certificate {cert}\nprivate key {key}\nCA {directory / 'ca.pem'}")
-
-
-@ca_app.command("client-cert")
-def ca_client_cert(
-    directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")],
-    name: Annotated[
-        str, typer.Option(help="Common name (= MQTT user name) and file name.")
-    ] = "coordinator",
-) -> None:
-    """Issue a client certificate that is not a device's (the coordinator's MQTT ingest)."""
-    from provisioning.ca import FleetCA
-
-    with _errors():
-        cert, key = FleetCA.open(directory).client_cert(name)
-        typer.echo(f"certificate {cert}\nprivate key {key}\nCA {directory / 'ca.pem'}")
-
-
-@ca_app.command("refresh-crl")
-def ca_refresh_crl(
-    directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")],
-) -> None:
-    """Re-sign crl.pem: Mosquitto refuses every board once it is past its next update."""
-    from provisioning.ca import FleetCA
-
-    with _errors():
-        expires = FleetCA.open(directory).refresh_crl()
-        typer.echo(f"{directory / 'crl.pem'} valid until {expires:%Y-%m-%d}; reload Mosquitto")
-
-
-@ca_app.command("list")
-def ca_list(directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")]) -> None:
-    """The inventory: every issued device, its MQTT kind and SuperNode key fingerprint."""
-    from provisioning.ca import FleetCA
-
-    with _errors():
-        for record in FleetCA.open(directory).records():
-            node = record.get("supernode")
-            fp = node.get("fingerprint") if isinstance(node, dict) else "-"
-            mqtt = record.get("mqtt")
-            kind = mqtt.get("kind") if isinstance(mqtt, dict) else "-"
-            state = f"revoked {record['revoked_at']}" if record.get("revoked_at") else "active"
-            typer.echo(f"{record['device_id']}\t{state}\tmqtt={kind}\tsupernode={fp}")
-
-
-@ca_app.command("revoke")
-def ca_revoke(
-    device_id: Annotated[str, typer.Argument(help="The device to revoke.")],
-    directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")],
-) -> None:
-    """Revoke a device: CRL entry, password removed, secrets deleted, SuperNode key dropped."""
-    from provisioning.ca import FleetCA
-
-    with _errors():
-        FleetCA.open(directory).revoke(device_id)
-        typer.echo(
-            f"revoked {device_id}: reload Mosquitto (crlfile/password_file) and run "
-            "`flwr supernode unregister <node-id>` on the coordinator"
         )
 
 

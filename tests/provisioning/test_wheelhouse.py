@@ -1,96 +1,22 @@
-"""Wheelhouses: ``verify`` on small real wheel files, the cache, the CLI refusing early.
+"""Wheelhouses: ``verify`` on small real wheel files (tests/provisioning/wheels.py), the cache.
 
-The wheels are real zip files with a ``*.dist-info/METADATA`` and ``WHEEL``; only the two
-``slow`` tests reach the package index (a small aarch64 wheelhouse; an armv7l refusal).
+Only the two ``slow`` tests reach the package index (a small aarch64 wheelhouse; an armv7l
+refusal). The CLI refusing early: test_wheelhouse_cli.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from provisioning import wheelfetch, wheelhouse
-from provisioning.cli import app
 from provisioning.errors import InvalidOption, WheelhouseError
 from provisioning.wheelcheck import MANIFEST, Target, verify
-
-runner = CliRunner()
-ARM = "cp311-cp311-manylinux_2_17_aarch64"
-X86 = "cp311-cp311-manylinux_2_17_x86_64"
-ORCHARD_REQUIRES = (
-    "numpy>=1.26",
-    'flwr[dp]>=1.41; extra == "agent"',
-    'tensorflow-cpu>=2.16; platform_machine == "x86_64" and extra == "train"',
-    'tensorflow>=2.16; platform_machine != "x86_64" and extra == "train"',
-)
-
-
-def make_wheel(
-    directory: Path,
-    name: str,
-    version: str,
-    tag: str = "py3-none-any",
-    requires: Iterable[str] = (),
-    extras: Iterable[str] = (),
-    requires_python: str | None = None,
-) -> Path:
-    """A minimal real wheel: METADATA (Requires-Dist, Provides-Extra), WHEEL and RECORD."""
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = f"{name.replace('-', '_')}-{version}"
-    info = f"{stem}.dist-info"
-    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
-    meta += [f"Requires-Python: {requires_python}"] if requires_python else []
-    meta += [f"Provides-Extra: {e}" for e in extras] + [f"Requires-Dist: {r}" for r in requires]
-    files = {
-        f"{name.replace('-', '_')}/__init__.py": "",
-        f"{info}/METADATA": "\n".join(meta) + "\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        f"Tag: {tag}\n",
-    }
-    path = directory / f"{stem}-{tag}.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for member, text in files.items():
-            zf.writestr(member, text)
-        zf.writestr(f"{info}/RECORD", "".join(f"{m},,\n" for m in files) + f"{info}/RECORD,,\n")
-    return path
-
-
-def complete(directory: Path, version: str = "0.1.0") -> Path:
-    """orchard-fl[agent,train] for cp311 aarch64, with abi3, none-any and marker cases."""
-    make_wheel(
-        directory, "orchard-fl", version, requires=ORCHARD_REQUIRES, extras=("agent", "train")
-    )
-    make_wheel(directory, "numpy", "2.4.6", ARM, requires_python=">=3.11")
-    make_wheel(
-        directory,
-        "flwr",
-        "1.42.0",
-        extras=("dp",),
-        requires=("grpcio>=1.60", 'dp-accounting; extra == "dp"'),
-    )
-    make_wheel(directory, "grpcio", "1.68.0", "cp311-cp311-manylinux2014_aarch64")
-    make_wheel(directory, "dp-accounting", "0.4.4")
-    make_wheel(
-        directory,
-        "tensorflow",
-        "2.21.0",
-        "cp311-cp311-manylinux_2_27_aarch64",
-        requires=("protobuf>=4",),
-    )
-    make_wheel(directory, "protobuf", "6.30.0", "cp39-abi3-manylinux2014_aarch64")
-    return directory
-
-
-def names(checked: Any) -> set[str]:
-    return {w.name for w in checked.used}
+from tests.provisioning.wheels import ARM, ORCHARD_REQUIRES, X86, complete, make_wheel, names
 
 
 def test_a_complete_wheelhouse_passes(tmp_path: Path) -> None:
@@ -302,107 +228,6 @@ def test_a_release_without_the_targets_python_is_resolved_again(
     ).parent
     wheelhouse.build(tmp_path / "out", project=project)
     assert calls == [[], ["backports-strenum!=1.3.1"]]
-
-
-def test_cli_wheelhouse_check(tmp_path: Path) -> None:
-    wh = complete(tmp_path / "wh")
-    ok = runner.invoke(app, ["wheelhouse", "--out", str(wh), "--check"])
-    assert ok.exit_code == 0, ok.output
-    assert "7 wheels" in ok.output and "--no-index --find-links" in ok.output
-    bad = runner.invoke(app, ["wheelhouse", "--out", str(wh), "--check", "--platform", "x86_64"])
-    assert bad.exit_code == 1 and "no wheel for 'numpy>=1.26'" in bad.output
-    assert f"Received: numpy-2.4.6-{ARM}.whl (another platform or Python)" in bad.output
-    odd = runner.invoke(app, ["wheelhouse", "--out", str(wh), "--extras", "agent;rm"])
-    assert odd.exit_code == 1 and "extras: expected comma-separated names" in odd.output
-
-
-def bad_wheelhouse(directory: Path) -> Path:
-    wh = complete(directory)
-    next(wh.glob("grpcio-*.whl")).unlink()
-    make_wheel(wh, "grpcio", "1.68.0", X86)
-    return wh
-
-
-def test_cli_refuses_a_bad_wheelhouse_before_touching_anything(tmp_path: Path) -> None:
-    """image, rootfs and ssh name the package before the image, root, board or CA is touched."""
-    wh = bad_wheelhouse(tmp_path / "wh")
-    image = tmp_path / "raspios.img"
-    image.write_bytes(b"not really an image, and never read" * 100)
-    os.utime(image, (1_000_000_000, 1_000_000_000))
-    before = (image.read_bytes(), image.stat().st_mtime_ns)
-    ca = tmp_path / "ca"
-    assert runner.invoke(app, ["ca", "init", "--dir", str(ca)]).exit_code == 0
-    ca_files = sorted(p.relative_to(ca) for p in ca.rglob("*"))
-    root = tmp_path / "root"
-    (root / "etc").mkdir(parents=True)
-    common = [
-        "--device-id",
-        "kitchen-pi",
-        "--ca",
-        str(ca),
-        "--coordinator",
-        "coord.local",
-        "--wheelhouse",
-        str(wh),
-    ]
-    for args in (
-        ["image", "--image", str(image), "--out", str(tmp_path / "out.img")],
-        ["rootfs", "--root", str(root)],
-        ["ssh", "--host", "nobody@127.0.0.1", "--port", "9"],
-    ):
-        result = runner.invoke(app, [*args, *common])
-        assert result.exit_code == 1, result.output
-        assert "no wheel for 'grpcio>=1.60' (needed by flwr[dp])" in result.output
-        assert f"Received: grpcio-1.68.0-{X86}.whl" in result.output
-        assert "Traceback" not in result.output
-    assert (image.read_bytes(), image.stat().st_mtime_ns) == before
-    assert not (tmp_path / "out.img").exists()
-    assert [p.name for p in root.rglob("*")] == ["etc"]
-    assert sorted(p.relative_to(ca) for p in ca.rglob("*")) == ca_files  # nothing issued
-
-
-def test_cli_builds_a_wheelhouse_by_default_and_from_index_only_when_asked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    asked: list[tuple[Any, ...]] = []
-    wh = complete(tmp_path / "wh")
-
-    def ensure(python: str, platform: str, extras: tuple[str, ...], **_: Any) -> Path:
-        asked.append((python, platform, extras))
-        return wh
-
-    monkeypatch.setattr(wheelhouse, "ensure", ensure)
-    root = tmp_path / "root"
-    (root / "etc").mkdir(parents=True)
-    base = ["rootfs", "--root", str(root), "--device-id", "kitchen-pi"]
-    done = runner.invoke(app, [*base, "--package", "orchard-fl[agent]", "--python", "3.13"])
-    assert done.exit_code == 0, done.output
-    assert asked == [("3.13", "aarch64", ("agent",))]
-    script = (root / "usr/local/lib/orchard/install.sh").read_text()
-    assert "SOURCE=wheelhouse" in script
-    assert (
-        root
-        / "var/cache/orchard/wheelhouse"
-        / "grpcio-1.68.0-cp311-cp311-manylinux2014_aarch64.whl"
-    ).exists()
-    indexed = runner.invoke(
-        app, [*base, "--from-index", "--index-url", "https://pypi.example/simple"]
-    )
-    assert indexed.exit_code == 0, indexed.output
-    assert len(asked) == 1
-    assert "SOURCE=index" in (root / "usr/local/lib/orchard/install.sh").read_text()
-    for args, message in (
-        (
-            ["--index-url", "https://pypi.example/simple"],
-            "index_url: expected only with --from-index",
-        ),
-        (["--from-index", "--wheelhouse", str(wh)], "wheelhouse: expected no wheelhouse with"),
-        (["--package", "numpy"], "package: expected orchard-fl[EXTRA,...]"),
-        (["--device-id", "bad id"], "device_id: expected"),
-    ):
-        refused = runner.invoke(app, [*base, *args])
-        assert refused.exit_code == 1 and message in refused.output, refused.output
-    assert len(asked) == 1  # nothing was built for a wrong option
 
 
 @pytest.mark.slow
