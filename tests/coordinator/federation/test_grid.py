@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.server.superlink.linkstate.utils import create_message_error_unavailable_res_message
-from flwr.serverapp import Grid
-from flwr.supercore.task_identity import TaskIdentity
 
 from coordinator.federation.grid import RoundGrid
+from tests.coordinator.federation.grids import StubGrid
+
+pytestmark = pytest.mark.usefixtures("task_identity")
 
 
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flower builds messages from the process's task identity (as in a ServerApp)."""
-    for name, value in (("_run_id", 7), ("_node_id", 0), ("_task_id", 1)):
-        monkeypatch.setattr(TaskIdentity, name, value)
-
-
-class RecordedGrid(Grid):
+class RecordedGrid(StubGrid):
     """Answers as the SuperLink would: ``answers[node]`` is "ok", "unavailable" or absent."""
 
     def __init__(self, answers: dict[int, str]) -> None:
@@ -50,21 +44,6 @@ class RecordedGrid(Grid):
                     create_message_error_unavailable_res_message(msg.metadata, "node_unavail")
                 )
         return replies
-
-    # unused by RoundGrid.send_and_receive
-    def set_run(self, run_id: int) -> None: ...
-    def create_message(self, *args: object, **kwargs: object) -> Message:
-        raise NotImplementedError
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        raise NotImplementedError
-
-    @property
-    def run(self) -> object:
-        raise NotImplementedError
 
 
 def _train_messages(nodes: Iterable[int]) -> list[Message]:

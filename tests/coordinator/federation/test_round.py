@@ -15,8 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord, Error, Message, MetricRecord, RecordDict
-from flwr.serverapp import Grid
-from flwr.supercore.task_identity import TaskIdentity
 
 from agent.federation.messages import EVALUATE_KEYS, TRAIN_KEYS, ErrorCode
 from coordinator.federation.errors import RunFailed
@@ -26,19 +24,16 @@ from coordinator.federation.round import Round
 from coordinator.federation.rounds import FederatedRun
 from coordinator.federation.runconfig import RunSettings
 from models import synthetic
+from tests.coordinator.federation.grids import StubGrid
 from tests.fakes import FakeClock
 
 SPEC = synthetic.make("mlp", "classify", n=10, seed=1).spec
 
 
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flower builds messages from the process's task identity (as in a ServerApp)."""
-    for name, value in (("_run_id", 7), ("_node_id", 0), ("_task_id", 1)):
-        monkeypatch.setattr(TaskIdentity, name, value)
+pytestmark = pytest.mark.usefixtures("task_identity")
 
 
-class ScriptedGrid(Grid):
+class ScriptedGrid(StubGrid):
     """Devices that answer as ``behaviour[node]`` says: "ok", "fail" or "late" (no reply).
 
     An "ok" device adds ``step`` to every array it is sent, reports ``examples`` examples and a
@@ -80,21 +75,6 @@ class ScriptedGrid(Grid):
             return RecordDict({"arrays": ArrayRecord(trained), "metrics": MetricRecord(metrics)})
         metrics = {k: 0.25 for k in EVALUATE_KEYS} | {"num-examples": n}
         return RecordDict({"metrics": MetricRecord(metrics)})
-
-    # what FederatedRun never calls on its grid
-    def set_run(self, run_id: int) -> None: ...
-    def create_message(self, *args: object, **kwargs: object) -> Message:
-        raise NotImplementedError
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        raise NotImplementedError
-
-    @property
-    def run(self) -> Any:
-        raise NotImplementedError
 
 
 class Outcomes:
