@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from agent import cpus as agent_cpus
+from agent import procs
 from agent.federation.settings import FederationSettings
 
 logger = logging.getLogger(__name__)
@@ -169,27 +170,20 @@ class SupernodeSupervisor:
         }
 
     def _terminate(self, timeout: float) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        procs.stop(self._proc, timeout)
 
     def _supervise(self) -> None:
         if self.cpus:  # the processes this thread starts inherit its CPUs
             agent_cpus.pin_thread(self.cpus, "flower-supernode")
-        delay = self.settings.restart_min_s
+        backoff = procs.Backoff(self.settings.restart_min_s, self.settings.restart_max_s)
         while not self._stop.is_set():
             started = self.clock()
             self._run_once()
             if self._stop.is_set():
                 break
             if self.clock() - started >= STABLE_S:
-                delay = self.settings.restart_min_s
+                backoff.reset()
+            delay = backoff.next()
             self.state = "failed" if self._refused else "backoff"
             self.restarts += 1
             self.on_event(
@@ -201,7 +195,6 @@ class SupernodeSupervisor:
             )
             if self._stop.wait(delay):
                 break
-            delay = min(delay * 2, self.settings.restart_max_s)
 
     def _run_once(self) -> None:
         self.state, self.node_id, self._refused = "starting", None, None

@@ -30,6 +30,7 @@ from typing import Any
 import psutil
 
 from agent import cpus as agent_cpus
+from agent import procs
 from agent.config import TrainingBudget
 from agent.federation import status
 from agent.federation.settings import FederationSettings
@@ -78,14 +79,7 @@ class TrainerSupervisor:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
-        child = self._child
-        if child and child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(timeout)
+        procs.stop(self._child, timeout)
         if self._listener:
             self._listener.close()
             self.settings.trainer_socket.unlink(missing_ok=True)
@@ -106,13 +100,8 @@ class TrainerSupervisor:
     # -- internals -------------------------------------------------------------------------
     @staticmethod
     def _bind(path: Path) -> socket.socket:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(str(path))
-        os.chmod(path, 0o600)
-        sock.listen(8)
-        sock.set_inheritable(True)
+        sock = procs.bind_unix(path, 0o600)
+        sock.set_inheritable(True)  # the trainer it spawns takes over this listener
         return sock
 
     def _loop(self) -> None:

@@ -28,6 +28,7 @@ from typing import Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
 
+from agent import procs
 from agent.health.clients import TransportError, is_protocol_refusal, make_client, probe_v5
 from agent.health.settings import BrokerSettings
 
@@ -264,7 +265,7 @@ class PahoTransport:
 
     def _negotiate(self) -> None:
         """Probe for MQTT 5 until the broker answers, then start the real client."""
-        delay = float(self._backoff[0])
+        backoff = procs.Backoff(*self._backoff)
         while not self._closing.is_set():
             answer = probe_v5(self.settings, self.client_id)
             if answer is None and not self._closing.is_set():
@@ -274,8 +275,7 @@ class PahoTransport:
                 logger.info("broker %s speaks MQTT %s", self.settings.host, self._protocol)
                 self._launch()
                 return
-            self._closing.wait(delay)
-            delay = min(delay * 2, float(self._backoff[1]))
+            self._closing.wait(backoff.next())
 
     def _launch(self) -> None:
         s = self.settings

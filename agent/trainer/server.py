@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agent import cpus
+from agent import cpus, procs
 from agent.federation import wire
 from agent.federation.trainer_api import TrainerReply
 
@@ -36,13 +36,7 @@ def listener(path: Path) -> socket.socket:
     fd = os.environ.get("ORCHARD_TRAINER_FD")
     if fd:
         return socket.socket(fileno=int(fd))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    os.chmod(path, 0o660)
-    sock.listen(4)
-    return sock
+    return procs.bind_unix(path, 0o660, backlog=4)
 
 
 def lower_priority(nice: int, cpu_quota_pct: int, reserve_agent_cpu: bool = False) -> int:
