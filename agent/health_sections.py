@@ -57,9 +57,9 @@ def health_sections(
     if supernode is not None:
         info = supernode.info()
         out["federation"] = {
-            "supernode": info["supernode"],
-            "node_id": info["node_id"],
-            "restarts": info["restarts"],
+            "supernode": info.supernode,
+            "node_id": info.node_id,
+            "restarts": info.restarts,
         }
     return out
 

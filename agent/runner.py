@@ -27,6 +27,7 @@ from agent.federation.supernode import SupernodeSupervisor
 from agent.federation.trainer_supervisor import TrainerSupervisor
 from agent.health.reporter import HealthReporter
 from agent.health_sections import birth_facts, health_sections
+from agent.healthz import DISABLED, AgentState, MqttLink
 from agent.metrics import AgentMetrics
 from agent.sensors import Sampler, SensorState, build_sensors
 from agent.serve import create_app
@@ -132,14 +133,14 @@ class AgentRunner:
             store=store,
             metrics=metrics,
             settings=cfg.http,
-            health_extra=lambda: {
-                "device_id": cfg.device_id,
-                "sensors": self._sensor_states(sampler),
-                "tensorflow_loaded": "tensorflow" in sys.modules,
-                "federation": supernode.info() if supernode else {"supernode": "disabled"},
-                "trainer": trainer.state() if trainer else None,
-                "mqtt": self._mqtt_state(),
-            },
+            agent_state=lambda: AgentState(
+                device_id=cfg.device_id,
+                sensors=self._sensor_states(sampler),
+                tensorflow_loaded="tensorflow" in sys.modules,
+                federation=supernode.info() if supernode else DISABLED,
+                trainer=trainer.snapshot() if trainer else None,
+                mqtt=self._mqtt_state(),
+            ),
         )
         server = HttpServer(app, cfg.http)
         try:
@@ -196,17 +197,12 @@ class AgentRunner:
         kind = "sensor_recovered" if state == SensorState.OK else "sensor_failed"
         self._event(kind, {"sensor": name, "state": str(state), "message": message or ""})
 
-    def _mqtt_state(self) -> dict[str, object]:
+    def _mqtt_state(self) -> MqttLink:
         """The health link for ``/healthz``: connected, protocol, and why it last failed."""
         if self.reporter is None:
-            return {"enabled": False}
+            return MqttLink(enabled=False)
         transport = self.reporter.transport
-        return {
-            "enabled": True,
-            "connected": transport.connected,
-            "protocol": transport.protocol,
-            "last_error": transport.last_error,
-        }
+        return MqttLink(True, transport.connected, transport.protocol, transport.last_error)
 
     @staticmethod
     def _sensor_states(sampler: Sampler) -> dict[str, str]:

@@ -157,7 +157,7 @@ def device(work: Path, cgroup: Cgroup | None) -> Iterator[tuple[Any, Path, Any]]
 
 def trainer_pid(sup: Any) -> int:
     """The running trainer's pid, from its status file (``sh`` execs python: the same pid)."""
-    pid = sup.state().get("pid")
+    pid = sup.current_status().pid
     assert isinstance(pid, int) and psutil.pid_exists(pid), "the trainer is not running"
     return pid
 

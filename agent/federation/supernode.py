@@ -31,6 +31,7 @@ from typing import IO, Any, Final
 from agent import cpus as agent_cpus
 from agent import procs
 from agent.federation.settings import FederationSettings
+from agent.healthz import Supernode
 
 logger = logging.getLogger(__name__)
 
@@ -160,14 +161,8 @@ class SupernodeSupervisor:
             self._thread.join(timeout)
         self.state = "stopped"
 
-    def info(self) -> dict[str, Any]:
-        return {
-            "supernode": self.state,
-            "node_id": self.node_id,
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
-            "last_error": self.last_error,
-        }
+    def info(self) -> Supernode:
+        return Supernode(self.state, self.node_id, self.restarts, self.last_exit, self.last_error)
 
     def _terminate(self, timeout: float) -> None:
         procs.stop(self._proc, timeout)

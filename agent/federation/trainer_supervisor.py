@@ -34,6 +34,7 @@ from agent import procs
 from agent.config import TrainingBudget
 from agent.federation import status
 from agent.federation.settings import FederationSettings
+from agent.healthz import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +92,9 @@ class TrainerSupervisor:
     def current_status(self) -> status.TrainerStatus:
         return status.read(self.status_path)
 
-    def state(self) -> dict[str, Any]:
+    def snapshot(self) -> Trainer:
         """The status document plus this supervisor's counters (``/healthz``)."""
-        data = self.current_status().to_dict()
-        data.update(starts=self.starts, kills=self.kills, running=self.running)
-        return data
+        return Trainer(self.current_status(), self.starts, self.kills, self.running)
 
     # -- internals -------------------------------------------------------------------------
     @staticmethod

@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from agent import metrics as agent_metrics
+from agent.healthz import AgentState, Healthz, ModelRef
 from agent.metrics import AgentMetrics
 from agent.serve.guard import Guard
 from agent.serve.lane import PredictLane
@@ -52,7 +53,7 @@ def create_app(
     metrics: AgentMetrics,
     settings: HttpSettings,
     clock: Clock = time.monotonic,
-    health_extra: Callable[[], dict[str, Any]] | None = None,
+    agent_state: Callable[[], AgentState] | None = None,
 ) -> Starlette:
     """Build the app. Binds ``metrics`` to the slots' model and the store's stats if unbound."""
     started = clock()
@@ -68,19 +69,15 @@ def create_app(
     def healthz(request: Request) -> Response:
         """Liveness and readiness; always 200 while the process serves. No token needed."""
         predictor = slots.current()
-        body: dict[str, Any] = {
-            "status": "ok",
-            "ready": predictor is not None,
-            "model_loaded": predictor is not None,
-            "model": None if predictor is None else model_ref(predictor.manifest),
-            "uptime_s": round(clock() - started, 3),
-        }
-        if health_extra is not None:
+        state = None
+        if agent_state is not None:
             try:
-                body.update(health_extra())
+                state = agent_state()
             except Exception:
-                logger.exception("health_extra failed")
-        return JSONResponse(body)
+                logger.exception("the agent's /healthz state failed")
+        model = None if predictor is None else ModelRef(**model_ref(predictor.manifest))
+        uptime = round(clock() - started, 3)
+        return JSONResponse(Healthz(predictor is not None, model, uptime, state).encode())
 
     def info(request: Request) -> Response:
         """The serving model's manifest essentials and the LiteRT runtime serving it."""

@@ -95,8 +95,10 @@ def part_inference(args: argparse.Namespace, work: Path, results: dict[str, Any]
         run_id, _ = fleet.run(fleet.settings(num_server_rounds=1, min_devices=1), "install")
         wait_until(
             "the device to serve the run's model",
-            lambda: str(((dev.health() or {}).get("model") or {}).get("version", "")).startswith(
-                run_id
+            lambda: (
+                (h := dev.healthz()) is not None
+                and h.model is not None
+                and h.model.version.startswith(run_id)
             ),
             120.0,
             poll_s=0.5,

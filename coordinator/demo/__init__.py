@@ -123,8 +123,8 @@ def latest_answers(devices: list[Device], version: str, timeout: float = 90.0) -
 
     def serving() -> bool:
         for d in devices:
-            model = (d.health() or {}).get("model") or {}
-            if not str(model.get("version") or "").startswith(version):
+            h = d.healthz()
+            if h is None or h.model is None or not h.model.version.startswith(version):
                 return False
         return True
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import tomli_w
 
+from agent.healthz import Healthz, HealthzError
 from agent.store import open_store
 from agent.store.options import StoreOptions
 from agent.types import Sample
@@ -131,9 +132,19 @@ class Device:
             return json.loads(resp.read())
 
     def health(self) -> dict[str, Any] | None:
+        """``/healthz`` as raw JSON, or None while the agent does not answer."""
         try:
             return self.get("/healthz", timeout=2.0)
         except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def healthz(self) -> Healthz | None:
+        """``/healthz`` decoded, or None while the agent does not answer (or answers nonsense)."""
+        doc = self.health()
+        try:
+            return None if doc is None else Healthz.decode(doc)
+        except HealthzError as exc:
+            logger.warning("agent %s: %s", self.device_id, exc)
             return None
 
     def alive(self) -> bool:
@@ -176,8 +187,8 @@ def wait_connected(devices: list[Device], timeout: float) -> None:
                     f"agent {d.device_id} exited (rc {d.proc and d.proc.returncode}); "
                     f"see {d.root / 'agent.log'}"
                 )
-            h = d.health()
-            if not h or (h.get("federation") or {}).get("supernode") != "connected":
+            h = d.healthz()
+            if h is None or h.agent is None or h.agent.federation.supernode != "connected":
                 return False
         return True
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
+from agent.healthz import AgentState, Healthz
 from agent.metrics import AgentMetrics
 from agent.serve import HttpSettings, create_app
 from agent.slots import ModelSlots
@@ -60,7 +61,8 @@ def make_client(tmp_path: Path, bundles: Bundles) -> Iterator[Factory]:
 
 def test_healthz_and_503_before_the_first_model(make_client: Factory) -> None:
     clock = FakeClock(100.0)
-    client = make_client(None, clock=clock, health_extra=lambda: {"sensors": {"room": "ok"}})
+    state = AgentState("pi-1", sensors={"room": "ok"})
+    client = make_client(None, clock=clock, agent_state=lambda: state)
     clock.now += 12.5
     r = client.get("/healthz")
     assert r.status_code == 200
@@ -70,8 +72,20 @@ def test_healthz_and_503_before_the_first_model(make_client: Factory) -> None:
         "model_loaded": False,
         "model": None,
         "uptime_s": 12.5,
+        "device_id": "pi-1",
         "sensors": {"room": "ok"},
+        "tensorflow_loaded": False,
+        "federation": {
+            "supernode": "disabled",
+            "node_id": None,
+            "restarts": 0,
+            "last_exit": None,
+            "last_error": None,
+        },
+        "trainer": None,
+        "mqtt": {"enabled": False},
     }
+    assert Healthz.decode(r.json()) == Healthz(False, None, 12.5, state)
     for method, path in (
         ("GET", "/api/info"),
         ("POST", "/api/predict"),
@@ -83,12 +97,13 @@ def test_healthz_and_503_before_the_first_model(make_client: Factory) -> None:
         assert r.json()["field"] == "model"
 
 
-def test_health_extra_failures_are_contained(make_client: Factory) -> None:
-    def broken() -> dict[str, Any]:
+def test_agent_state_failures_are_contained(make_client: Factory) -> None:
+    def broken() -> AgentState:
         raise RuntimeError("sampler gone")
 
-    r = make_client(health_extra=broken).get("/healthz")
+    r = make_client(agent_state=broken).get("/healthz")
     assert r.status_code == 200 and r.json()["model_loaded"] is True
+    assert "device_id" not in r.json()  # the serving part alone
 
 
 def test_info_describes_the_serving_model(make_client: Factory, bundles: Bundles) -> None:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from agent.errors import ConfigError, ModelSlotError
+from agent.healthz import AgentState
 from agent.metrics import AgentMetrics
 from agent.serve import HttpServer, HttpSettings, create_app
 from agent.slots import ModelSlots
@@ -44,7 +45,7 @@ class Agent:
             store=self.store,
             metrics=self.metrics,
             settings=settings,
-            health_extra=lambda: {"slots": self.slots.info()},
+            agent_state=lambda: AgentState("pi-contract", sensors={"room": "ok"}),
         )
         self.server = HttpServer(app, settings)
 
@@ -86,7 +87,7 @@ def test_the_contract_end_to_end(agent: Agent, client: httpx.Client, bundles: Bu
     agent.slots.install(bundles("mlp", "classify", "float32", "1"))
     health = client.get("/healthz").json()
     assert health["ready"] and health["model"]["version"] == "1"
-    assert health["slots"]["slot"] == "slot-a"  # health_extra
+    assert health["device_id"] == "pi-contract"  # the running agent's part
     info = client.get("/api/info").json()
     assert info["input"]["feature_names"] == list(ROOM) and info["runtime"]["name"]
 
