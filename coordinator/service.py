@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from coordinator.config import CoordinatorConfig
+from coordinator.federation.history import RoundSummary
 from coordinator.federation.submit import follow, submit
 from coordinator.federation.superlink import SuperLink
 from coordinator.health.service import HealthService
@@ -28,16 +29,15 @@ class RunResult:
     history: dict[str, Any]
 
 
-def progress_line(record: dict[str, Any], rounds: int) -> str:
-    def fmt(part: dict[str, float] | None, key: str) -> str:
-        return "-" if not part or key not in part else f"{part[key]:.3f}"
+def progress_line(r: RoundSummary, rounds: int) -> str:
+    def fmt(part: Mapping[str, float], key: str) -> str:
+        return "-" if key not in part else f"{part[key]:.3f}"
 
     return (
-        f"round {record['round']}/{rounds}: train loss {fmt(record.get('train'), 'loss')} "
-        f"metric {fmt(record.get('train'), 'metric')} | device eval "
-        f"{fmt(record.get('evaluate'), 'metric')} | central {fmt(record.get('central'), 'metric')}"
-        f" | {len(record.get('selected', []))} devices, {len(record.get('skipped', {}))} skipped, "
-        f"{record.get('failures', 0)} failures | {record.get('duration_s', 0):.1f} s"
+        f"round {r.round}/{rounds}: train loss {fmt(r.train, 'loss')} "
+        f"metric {fmt(r.train, 'metric')} | device eval {fmt(r.evaluate, 'metric')} | central "
+        f"{fmt(r.central, 'metric')} | {len(r.selected)} devices, {len(r.skipped)} skipped, "
+        f"{r.failures} failures | {r.duration_s or 0:.1f} s"
     )
 
 

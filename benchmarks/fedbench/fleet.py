@@ -22,6 +22,7 @@ from benchmarks.fedbench.common import BIN, FLOOR_APP, say
 from coordinator.data import Table
 from coordinator.demo import datasets
 from coordinator.demo.fleet import Device, free_port, wait_connected, wait_until
+from coordinator.federation.history import RoundSummary
 from coordinator.federation.runconfig import RunSettings
 from coordinator.federation.submit import follow, submit
 from coordinator.federation.superlink import (
@@ -106,12 +107,12 @@ class OrchardFleet:
     def run(self, settings: RunSettings, label: str) -> tuple[str, dict[str, Any]]:
         run_id = submit(self.link, settings, self.work / "superlink")
 
-        def line(r: dict[str, Any]) -> None:
-            central = (r.get("central") or {}).get("metric")
+        def line(r: RoundSummary) -> None:
+            central = r.central.get("metric")
             say(
-                f"{label} round {r['round']}/{settings.num_server_rounds}: central "
-                f"{'-' if central is None else f'{central:.4f}'}, {r['duration_s']:.1f} s, "
-                f"{r.get('failures', 0)} failures"
+                f"{label} round {r.round}/{settings.num_server_rounds}: central "
+                f"{'-' if central is None else f'{central:.4f}'}, {r.duration_s or 0:.1f} s, "
+                f"{r.failures} failures"
             )
 
         return run_id, follow(self.link, run_id, settings, on_round=line)

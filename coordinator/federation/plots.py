@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from coordinator.federation.history import RunHistory
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -17,19 +19,19 @@ def _pyplot() -> Any:
     return plt
 
 
-def training(history: dict[str, Any], path: Path, metric_label: str = "metric") -> None:
+def training(history: RunHistory, path: Path, metric_label: str = "metric") -> None:
     plt = _pyplot()
-    rounds = history.get("rounds", [])
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
     for source, style in (("train", "o-"), ("evaluate", "s--"), ("central", "^-")):
-        pts = [(r["round"], r[source]) for r in rounds if r.get(source)]
+        groups = [(r.round, getattr(r, source)) for r in history.rounds]
+        pts = [(n, group) for n, group in groups if "loss" in group and "metric" in group]
         if not pts:
             continue
         xs = [p[0] for p in pts]
         ax_loss.plot(xs, [p[1]["loss"] for p in pts], style, label=source)
         ax_metric.plot(xs, [p[1]["metric"] for p in pts], style, label=source)
-    initial = history.get("initial_central")
-    if initial:
+    initial = history.initial_central
+    if "loss" in initial and "metric" in initial:
         ax_loss.plot([0], [initial["loss"]], "k^")
         ax_metric.plot([0], [initial["metric"]], "k^")
     ax_loss.set(title="loss per round", xlabel="round", ylabel="loss")
@@ -43,7 +45,7 @@ def training(history: dict[str, Any], path: Path, metric_label: str = "metric") 
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
-    fig.suptitle(f"run {history.get('run_id')} ({history.get('settings', {}).get('strategy')})")
+    fig.suptitle(f"run {history.run_id} ({history.strategy})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -21,7 +21,7 @@ from coordinator.data import arrays_for, read_csv
 from coordinator.federation import plots, privacy, strategies
 from coordinator.federation.checkpoint import GlobalModel, Holdout, synthetic_holdout
 from coordinator.federation.errors import RunFailed
-from coordinator.federation.history import History
+from coordinator.federation.history import History, RunHistory
 from coordinator.federation.privacy_modes import Privacy, modes_for
 from coordinator.federation.round import Round, RunState
 from coordinator.federation.runconfig import RunSettings
@@ -125,7 +125,7 @@ class FederatedRun:
         return synthetic_holdout(model.model, self.spec)
 
     def _plots(self, run: RunState) -> None:
-        data = self.history.to_dict()
+        data = RunHistory.decode(self.history.to_dict(), self.run_id)
         label = {Task.CLASSIFY: "accuracy", Task.REGRESS: "MAE", Task.FORECAST: "MAE"}.get(
             self.spec.task, "loss"
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from coordinator.errors import CoordinatorError
-from coordinator.federation.history import load
+from coordinator.federation.history import HistoryError, RunHistory
 from models.runtime import Predictor
 
 
@@ -29,21 +29,21 @@ class RunSummary:
 def summaries(runs_dir: Path) -> list[RunSummary]:
     rows = []
     for path in sorted(runs_dir.glob("*/history.json"), key=lambda p: p.stat().st_mtime):
-        data = load(path)
-        if not data:
+        try:
+            history = RunHistory.read(path)
+        except HistoryError:
             continue
-        rounds = data.get("rounds", [])
-        last = rounds[-1] if rounds else {}
-        central = (last.get("central") or last.get("evaluate") or {}).get("metric")
+        last = history.rounds[-1] if history.rounds else None
+        central = None if last is None else (last.central or last.evaluate).get("metric")
         rows.append(
             RunSummary(
-                run_id=str(data.get("run_id")),
-                status=str(data.get("status")),
-                strategy=str(data.get("settings", {}).get("strategy", "?")),
-                rounds=len(rounds),
+                run_id=history.run_id,
+                status=history.status,
+                strategy=history.strategy,
+                rounds=len(history.rounds),
                 central="-" if central is None else f"{central:.3f}",
-                devices=str(len(last.get("selected", []))) if last else "-",
-                started=time.strftime("%Y-%m-%d %H:%M", time.localtime(data.get("started", 0))),
+                devices=str(len(last.selected)) if last else "-",
+                started=time.strftime("%Y-%m-%d %H:%M", time.localtime(history.started)),
             )
         )
     return rows

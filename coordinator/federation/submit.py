@@ -15,6 +15,7 @@ from typing import Any
 
 from coordinator.federation import history as history_file
 from coordinator.federation.errors import RunFailed
+from coordinator.federation.history import HistoryError, RoundSummary
 from coordinator.federation.runconfig import RunSettings, to_toml
 from coordinator.federation.superlink import SuperLink
 
@@ -42,7 +43,7 @@ def follow(
     run_id: str,
     settings: RunSettings,
     *,
-    on_round: Callable[[dict[str, Any]], None] = lambda record: None,
+    on_round: Callable[[RoundSummary], None] = lambda summary: None,
     timeout: float | None = None,
     poll_s: float = 0.5,
 ) -> dict[str, Any]:
@@ -59,8 +60,7 @@ def follow(
     while True:
         data = history_file.load(path)
         rounds = data.get("rounds", []) if data else []
-        for record in rounds[seen:]:
-            on_round(record)
+        _report(rounds[seen:], on_round)
         seen = max(seen, len(rounds))
         now = time.monotonic()
         if now >= next_status:
@@ -69,8 +69,7 @@ def follow(
             next_status = now + STATUS_EVERY_S
             if status.startswith("finished"):
                 data = history_file.load(path) or {}
-                for record in data.get("rounds", [])[seen:]:
-                    on_round(record)
+                _report(data.get("rounds", [])[seen:], on_round)
                 if status != "finished:completed":
                     detail = info.get("status-details") or (data.get("error") if data else "")
                     raise RunFailed(f"run {run_id} {status}: {detail}")
@@ -79,3 +78,13 @@ def follow(
             superlink.stop_run(run_id)
             raise RunFailed(f"run {run_id} passed its deadline (status {status}); stopped it")
         time.sleep(poll_s)
+
+
+def _report(records: list[Any], on_round: Callable[[RoundSummary], None]) -> None:
+    for record in records:
+        try:
+            summary = RoundSummary.decode(record)
+        except HistoryError as exc:
+            logger.warning("%s", exc)
+            continue
+        on_round(summary)
