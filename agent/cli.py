@@ -93,6 +93,23 @@ def trainer(args: argparse.Namespace) -> None:
         raise _Exit(code)
 
 
+def import_csv(args: argparse.Namespace) -> None:
+    """Append recorded readings from a CSV (feature columns, optional label and ts) to the
+    board's store; nothing is written when a cell is wrong."""
+    from agent.importer import ImportError_, import_csv
+    from agent.store import open_store
+
+    cfg = _load_or_exit(args.config)
+    store = open_store(cfg.store)
+    try:
+        count = import_csv(store, args.file, step_s=args.step_s)
+    except ImportError_ as exc:
+        raise _fail(str(exc), exit_codes.DATA_ERROR) from exc
+    finally:
+        store.close()
+    print(f"imported {count} rows from {args.file} into {cfg.store.path}")
+
+
 def version(_args: argparse.Namespace) -> None:
     """Print the agent's version and the inference runtime it would use."""
     from importlib.metadata import version as dist_version
@@ -142,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-timeout", type=float, default=None, help="Seconds; overrides the config."
     )
     sub.set_defaults(func=trainer)
+
+    sub = commands.add_parser(
+        "import-csv", parents=[verbose], help=import_csv.__doc__, description=import_csv.__doc__
+    )
+    sub.add_argument("file", type=Path, help="CSV: feature columns, optional label and ts.")
+    sub.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="agent.toml")
+    sub.add_argument(
+        "--step-s", type=float, default=60.0, help="Row spacing without a ts column (s)."
+    )
+    sub.set_defaults(func=import_csv)
 
     sub = commands.add_parser(
         "version", parents=[verbose], help=version.__doc__, description=version.__doc__

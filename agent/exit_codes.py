@@ -4,7 +4,8 @@
 |------|----------------------------------------------|-------------------|
 | 0    | clean stop (SIGTERM/SIGINT)                  | no                |
 | 1    | runtime failure (store, HTTP bind, crash)    | yes               |
-| 2    | command-line usage error (typer)             | no                |
+| 2    | command-line usage error (argparse)          | no                |
+| 65   | bad input data (``EX_DATAERR``, import-csv)  | no                |
 | 78   | configuration error (``EX_CONFIG``)          | no: fix the file  |
 """
 
@@ -13,4 +14,5 @@ from __future__ import annotations
 OK = 0
 RUNTIME_FAILURE = 1
 USAGE = 2
+DATA_ERROR = 65
 CONFIG_ERROR = 78

@@ -99,7 +99,7 @@ def write_csv(path: Path, table: Table) -> None:
         )
         w.writerow([*table.features, *extra])
         for i in range(len(table)):
-            row: list[object] = [f"{v:.6g}" for v in table.values[i]]
+            row: list[object] = [f"{v:.9g}" for v in table.values[i]]  # float32 exactly
             if table.labels is not None:
                 row.append(table.labels[i])
             if table.ts is not None:

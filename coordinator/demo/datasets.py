@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.sensors import synthetic
 from coordinator.data import DataError, Table, read_csv, write_csv
+from models import rooms as synthetic
 from models.spec import InputSpec, ModelSpec, Task
 
 if TYPE_CHECKING:

@@ -26,9 +26,6 @@ from typing import Any
 import tomli_w
 
 from agent.healthz import Healthz, HealthzError
-from agent.store import open_store
-from agent.store.options import StoreOptions
-from agent.types import Sample
 from coordinator.data import Table, write_csv
 from coordinator.errors import CoordinatorError
 
@@ -64,21 +61,30 @@ class Device:
         return f"http://127.0.0.1:{self.http_port}"
 
     def seed(self, table: Table, step_s: float = 60.0) -> int:
-        """Write ``table`` into the device's store as past readings, ``step_s`` apart."""
-        store = open_store(StoreOptions(path=self.root / "store.db"))
-        end = time.time() - step_s
-        n = len(table)
-        try:
-            return store.append_many(
-                Sample(
-                    ts=float(table.ts[i]) if table.ts is not None else end - (n - 1 - i) * step_s,
-                    values=dict(zip(table.features, map(float, table.values[i]), strict=True)),
-                    label=None if table.labels is None else str(table.labels[i]),
-                )
-                for i in range(n)
-            )
-        finally:
-            store.close()
+        """Write ``table`` into the device's store as past readings, ``step_s`` apart.
+
+        Through the agent's own ``orchard-agent import-csv`` (after :meth:`configure`): the
+        store is the agent's to write, the coordinator only hands it a CSV.
+        """
+        path = self.root / "seed.csv"
+        write_csv(path, table)
+        proc = subprocess.run(
+            [
+                str(BIN / "orchard-agent"),
+                "import-csv",
+                str(path),
+                "--config",
+                str(self.config_path),
+                "--step-s",
+                str(step_s),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if proc.returncode != 0:
+            raise FleetError(f"seeding {self.device_id} failed: {proc.stderr.strip()}")
+        return len(table)
 
     def configure(
         self, *, superlink: str, sensor: Mapping[str, Any], extra: Mapping[str, Any]
