@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from coordinator.federation import fab
 from coordinator.federation import history as history_file
 from coordinator.federation.errors import RunFailed
 from coordinator.federation.history import HistoryError, RoundSummary
@@ -21,7 +22,6 @@ from coordinator.federation.superlink import SuperLink
 
 logger = logging.getLogger(__name__)
 
-FAB_DIR = Path(__file__).resolve().parent.parent / "fab"
 STATUS_EVERY_S = 4.0
 
 
@@ -35,7 +35,7 @@ def submit(superlink: SuperLink, settings: RunSettings, workdir: Path) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "run-config.toml"
     config.write_text(to_toml(settings))
-    return superlink.submit(FAB_DIR, config)
+    return superlink.submit(fab.build(workdir), config)
 
 
 def follow(

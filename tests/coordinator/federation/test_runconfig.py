@@ -1,26 +1,35 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 
-from coordinator.federation import strategies
+from coordinator.federation import fab, strategies
 from coordinator.federation.errors import InvalidRunConfig
 from coordinator.federation.runconfig import RunSettings, to_toml
-from coordinator.federation.submit import FAB_DIR
 
 
-def test_the_fab_declares_every_run_setting_with_the_same_default() -> None:
-    fab = tomllib.loads((FAB_DIR / "pyproject.toml").read_text())
-    declared = fab["tool"]["flwr"]["app"]["config"]
-    assert declared == RunSettings().to_run_config()
+def test_the_built_fab_declares_every_run_setting_with_its_default(tmp_path: Path) -> None:
+    app = fab.build(tmp_path)
+    project = tomllib.loads((app / "pyproject.toml").read_text())
+    assert project["tool"]["flwr"]["app"]["config"] == RunSettings().to_run_config()
+    assert project["tool"]["flwr"]["app"]["components"]["serverapp"]
+    assert sorted(p.name for p in (app / "orchard_fab").glob("*.py")) == [
+        "__init__.py",
+        "client_app.py",
+        "server_app.py",
+    ]
+    source = tomllib.loads((fab.SOURCE / "pyproject.toml").read_text())
+    assert "config" not in source["tool"]["flwr"]["app"]  # one source of defaults
+    assert fab.build(tmp_path) == app  # rebuilt in place for the next run
 
 
 def test_fab_entry_modules_are_thin() -> None:
     for name in ("server_app.py", "client_app.py"):
         code = [
             line
-            for line in (FAB_DIR / "orchard_fab" / name).read_text().splitlines()
+            for line in (fab.SOURCE / "orchard_fab" / name).read_text().splitlines()
             if line.strip() and not line.startswith(('"""', "#"))
         ]
         assert len(code) <= 3, code
