@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from agent import exit_codes
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
+    from agent.config import AgentSettings
 
 DEFAULT_CONFIG = Path("/etc/orchard/agent.toml")
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _fail(message: str, code: int) -> _Exit:
     return _Exit(code)
 
 
-def _load_or_exit(path: Path) -> AgentConfig:
+def _load_or_exit(path: Path) -> AgentSettings:
     """Load the config, or print every problem and exit with the config-error code."""
     from agent import config
     from agent.errors import InvalidConfig

@@ -35,10 +35,10 @@ from agent.errors import AgentError, ConfigError, InvalidConfig
 from agent.federation.settings import FederationSettings
 from agent.health.settings import HealthSettings
 from agent.options import Options, collecting, flatten
-from agent.sensors.config import SensorConfig, build_sensors
-from agent.sensors.sampler import SamplerConfig
+from agent.sensors.config import SensorSettings, build_sensors
+from agent.sensors.sampler import SamplerSettings
 from agent.serve.settings import HttpSettings
-from agent.store.options import StoreOptions
+from agent.store.options import StoreSettings
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _SECTIONS = (
@@ -153,26 +153,26 @@ class TrainingBudget:
 
 
 @dataclass(frozen=True)
-class AgentConfig:
+class AgentSettings:
     device_id: str
     fleet: str | None
     state_dir: Path
-    sensors: tuple[SensorConfig, ...]
-    store: StoreOptions
+    sensors: tuple[SensorSettings, ...]
+    store: StoreSettings
     models: ModelSettings
     http: HttpSettings
     mqtt: MqttSettings
     training: TrainingBudget
-    sampling: SamplerConfig
+    sampling: SamplerSettings
     sensor_tables: Mapping[str, Any]
     federation: FederationSettings = field(default_factory=FederationSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     source: str = "<defaults>"
 
 
-def _sampling(table: Mapping[str, Any]) -> SamplerConfig:
+def _sampling(table: Mapping[str, Any]) -> SamplerSettings:
     o = Options("sampling", table, collect=True)
-    cfg = SamplerConfig(
+    cfg = SamplerSettings(
         max_consecutive_errors=o.get_int("max_consecutive_errors", 5, low=1),
         retry_disabled_s=o.get_float("retry_disabled_s", 300.0, positive=True),
     )
@@ -180,11 +180,11 @@ def _sampling(table: Mapping[str, Any]) -> SamplerConfig:
     return cfg
 
 
-def _store(table: Mapping[str, Any], state_dir: Path) -> StoreOptions:
+def _store(table: Mapping[str, Any], state_dir: Path) -> StoreSettings:
     values = dict(table)
     values.setdefault("path", str(state_dir / "store.db"))
     values.setdefault("max_bytes", 512 * 1024 * 1024)
-    return StoreOptions.from_mapping(values)
+    return StoreSettings.from_mapping(values)
 
 
 def _table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -208,7 +208,7 @@ class _Collector:
             self.errors.extend(str(e) for e in flatten(exc))
 
 
-def _sensors(sensor_tables: Mapping[str, Any], check: _Collector) -> tuple[SensorConfig, ...]:
+def _sensors(sensor_tables: Mapping[str, Any], check: _Collector) -> tuple[SensorSettings, ...]:
     if not sensor_tables:
         check.errors.append(str(ConfigError("sensors", {}, "at least one [sensors.NAME] table")))
         return ()
@@ -217,17 +217,17 @@ def _sensors(sensor_tables: Mapping[str, Any], check: _Collector) -> tuple[Senso
     with check.section():
         for sensor in build_sensors(sensor_tables, clock=time.time):
             sensor.driver.close()
-        return tuple(SensorConfig.from_table(n, t) for n, t in sensor_tables.items())
+        return tuple(SensorSettings.from_table(n, t) for n, t in sensor_tables.items())
     return ()
 
 
-def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> AgentConfig:
+def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> AgentSettings:
     """Validate a parsed ``agent.toml``; ``InvalidConfig`` lists every wrong key found."""
     with collecting():  # every Options, drivers' included, records all its wrong keys
         return _from_mapping(data, source)
 
 
-def _from_mapping(data: Mapping[str, Any], source: str) -> AgentConfig:
+def _from_mapping(data: Mapping[str, Any], source: str) -> AgentSettings:
     check = _Collector()
     top = Options("", {k: v for k, v in data.items() if k not in _SECTIONS}, collect=True)
     device_id = top.get_str("device_id", socket.gethostname())
@@ -260,7 +260,7 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> AgentConfig:
             parts[name] = build()
     if check.errors:
         raise InvalidConfig(source, check.errors)
-    return AgentConfig(
+    return AgentSettings(
         device_id=device_id,
         fleet=fleet,
         state_dir=state_dir,
@@ -271,7 +271,7 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> AgentConfig:
     )
 
 
-def load(path: Path) -> AgentConfig:
+def load(path: Path) -> AgentSettings:
     """Read and validate ``path``; raise ``InvalidConfig`` naming every problem."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from agent.sensors.status import SensorState
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
+    from agent.config import AgentSettings
     from agent.federation.supernode import SupernodeSupervisor
     from agent.federation.trainer_supervisor import TrainerSupervisor
     from agent.metrics import AgentMetrics
@@ -64,7 +64,7 @@ def health_sections(
     return out
 
 
-def birth_facts(cfg: AgentConfig, capabilities: list[str]) -> dict[str, Any]:
+def birth_facts(cfg: AgentSettings, capabilities: list[str]) -> dict[str, Any]:
     try:
         agent_version = version("orchard-fl")
     except PackageNotFoundError:

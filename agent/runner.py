@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import cpus
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.errors import AgentError, ModelSlotError
 from agent.federation.supernode import SupernodeSupervisor
 from agent.federation.trainer_supervisor import TrainerSupervisor
@@ -46,7 +46,7 @@ KEEP_REJECTED = 5
 class AgentRunner:
     def __init__(
         self,
-        config: AgentConfig,
+        config: AgentSettings,
         *,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,

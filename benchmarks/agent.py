@@ -52,11 +52,11 @@ def _free_port() -> int:
 def _export(out: Path) -> None:
     from models import families, synthetic
     from models.export import export_tflite
-    from models.training import TrainConfig, fit
+    from models.training import TrainSettings, fit
 
     ds = synthetic.make("mlp", "classify", n=600)
     model = families.build(ds.spec)
-    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=5))
+    fit(model, ds.spec, (ds.x, ds.y), TrainSettings(epochs=5))
     export_tflite(
         model,
         ds.spec,

@@ -78,7 +78,7 @@ def serve(port: int, workdir: Path) -> None:
     """Run HealthService against the broker; answer "report"/"quit" lines on stdin."""
     from coordinator.health import registry as registry_mod
     from coordinator.health import service as service_mod
-    from coordinator.health.settings import HealthSettings
+    from coordinator.health.settings import FleetHealthSettings
 
     latencies: list[float] = []
 
@@ -93,7 +93,7 @@ def serve(port: int, workdir: Path) -> None:
             )
 
     service_mod.Registry = TimedRegistry  # type: ignore[misc]
-    settings = HealthSettings.from_mapping(
+    settings = FleetHealthSettings.from_mapping(
         {
             "mqtt": {"host": "127.0.0.1", "port": port},
             "registry": {"path": str(workdir / "fleet.sqlite")},

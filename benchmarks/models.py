@@ -74,7 +74,7 @@ def main() -> None:
     from models.export import export_tflite
     from models.runtime import Predictor, backend
     from models.spec import ModelSpec
-    from models.training import TrainConfig, fit
+    from models.training import TrainSettings, fit
 
     rt = backend()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or '?'}")
@@ -93,7 +93,7 @@ def main() -> None:
         spec = ModelSpec.from_dict({**ds.spec.to_dict(), "width": width})
         train, held = ds.split(0.25)
         model = families.build(spec)
-        fit(model, spec, (train.x, train.y), TrainConfig(epochs=8, learning_rate=3e-3))
+        fit(model, spec, (train.x, train.y), TrainSettings(epochs=8, learning_rate=3e-3))
         x1 = tf.constant(held.x[:1])
         keras_p50, _ = _timings(lambda m=model, x=x1: m(x, training=False), keras_n)
         base_size, base_metric = None, None

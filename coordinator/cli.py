@@ -12,7 +12,7 @@ import typer
 from coordinator.health import cli as health_cli
 
 if TYPE_CHECKING:
-    from coordinator.config import CoordinatorConfig
+    from coordinator.config import CoordinatorSettings
 
 CONFIG_ERROR = 78  # as the agent: a config problem, not worth restarting
 
@@ -86,11 +86,11 @@ def demo(
     ),
 ) -> None:
     """Coordinator + N simulated agents on loopback: train, plot, then ask each device."""
-    from coordinator.demo import DemoOptions
+    from coordinator.demo import DemoSettings
     from coordinator.demo import run as run_demo
     from coordinator.errors import CoordinatorError
 
-    opts = DemoOptions(
+    opts = DemoSettings(
         devices=devices,
         rounds=rounds,
         data=data,
@@ -136,7 +136,7 @@ def _answer_line(answer: dict[str, object]) -> str:
 DEFAULT_CONFIG = Path("coordinator.toml")
 
 
-def _load_or_exit(path: Path) -> CoordinatorConfig:
+def _load_or_exit(path: Path) -> CoordinatorSettings:
     from coordinator import config
     from coordinator.errors import InvalidConfig
 

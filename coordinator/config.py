@@ -40,7 +40,7 @@ from coordinator.federation.errors import InvalidRunConfig
 from coordinator.federation.runconfig import RunSettings
 from coordinator.federation.superlink import SuperLinkSettings
 from coordinator.health.settings import SECTIONS as HEALTH_SECTIONS
-from coordinator.health.settings import HealthSettings
+from coordinator.health.settings import FleetHealthSettings
 from models.errors import ModelError
 from models.spec import InputSpec, ModelSpec, Task
 
@@ -49,12 +49,12 @@ SECTIONS = ("superlink", "model", "run", *HEALTH_SECTIONS)
 
 
 @dataclass(frozen=True)
-class CoordinatorConfig:
+class CoordinatorSettings:
     state_dir: Path
     superlink: SuperLinkSettings
     model: ModelSpec | None
     run: RunSettings
-    health: HealthSettings
+    health: FleetHealthSettings
     source: str = "<defaults>"
 
     @property
@@ -167,7 +167,7 @@ def _model(table: Mapping[str, Any], errors: list[str]) -> ModelSpec | None:
         return None
 
 
-def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> CoordinatorConfig:
+def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> CoordinatorSettings:
     errors: list[str] = []
     for key, value in data.items():
         if key not in TOP_KEYS and key not in SECTIONS:
@@ -188,17 +188,17 @@ def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> Coordina
         run = RunSettings.from_mapping(tables["run"])
     except InvalidRunConfig as exc:
         errors += exc.errors
-    health = HealthSettings()
+    health = FleetHealthSettings()
     try:
-        health = HealthSettings.from_mapping({k: tables[k] for k in HEALTH_SECTIONS})
+        health = FleetHealthSettings.from_mapping({k: tables[k] for k in HEALTH_SECTIONS})
     except InvalidConfig as exc:
         errors += exc.errors
     if errors:
         raise InvalidConfig(source, errors)
-    return CoordinatorConfig(state_dir, superlink, model, run, health, source)
+    return CoordinatorSettings(state_dir, superlink, model, run, health, source)
 
 
-def load(path: Path) -> CoordinatorConfig:
+def load(path: Path) -> CoordinatorSettings:
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

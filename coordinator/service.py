@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from coordinator.config import CoordinatorConfig
+from coordinator.config import CoordinatorSettings
 from coordinator.federation.history import RoundSummary
 from coordinator.federation.submit import follow, submit
 from coordinator.federation.superlink import SuperLink
@@ -42,7 +42,7 @@ def progress_line(r: RoundSummary, rounds: int) -> str:
 
 
 class Coordinator:
-    def __init__(self, config: CoordinatorConfig, say: Callable[[str], None] = print) -> None:
+    def __init__(self, config: CoordinatorSettings, say: Callable[[str], None] = print) -> None:
         self.config = config
         self.say = say
         self.health = HealthService(config.health, runs_dir=config.runs_dir)

@@ -49,13 +49,15 @@ def run(
 ) -> SmokeResult:
     from models import families, synthetic
     from models.export import export_tflite
-    from models.training import TrainConfig, evaluate, fit
+    from models.training import TrainSettings, evaluate, fit
 
     families.get(family)  # an unknown family is named before anything runs
     ds = synthetic.make(family, task, n=examples, seed=seed)
     train, held = ds.split(0.2)
     model = families.build(ds.spec)
-    result = fit(model, ds.spec, (train.x, train.y), TrainConfig(epochs=epochs, learning_rate=3e-3))
+    result = fit(
+        model, ds.spec, (train.x, train.y), TrainSettings(epochs=epochs, learning_rate=3e-3)
+    )
     held_metrics = evaluate(model, ds.spec, (held.x, held.y))
     manifest = export_tflite(
         model,

@@ -1,6 +1,6 @@
 """One training entry point for local training and federated rounds (imports TensorFlow).
 
-``fit(model, spec, (x, y), TrainConfig(...), global_weights=...)`` trains in place and returns
+``fit(model, spec, (x, y), TrainSettings(...), global_weights=...)`` trains in place and returns
 the new weights and metrics. With ``mu > 0`` it adds FedProx's proximal term
 ``mu / 2 * ||w - w_global||^2`` over the trainable weights; with ``freeze_base`` only the head
 (layers named ``head*``) trains, for on-device fine-tuning. Normalisation statistics are
@@ -31,7 +31,7 @@ Arrays = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainSettings:
     """Options of one local training call (one federated round, or a local fit)."""
 
     epochs: int = 1
@@ -160,7 +160,7 @@ class _Step:
     rate, ``mu`` and the proximal targets to variables the graph reads.
     """
 
-    def __init__(self, model: keras.Model, spec: ModelSpec, config: TrainConfig) -> None:
+    def __init__(self, model: keras.Model, spec: ModelSpec, config: TrainSettings) -> None:
         trainable = list(model.trainable_variables)
         self.optimizer = keras.optimizers.get(
             {"class_name": config.optimizer, "config": {"learning_rate": config.learning_rate}}
@@ -197,7 +197,7 @@ class _Step:
 
         self.fn = step
 
-    def prepare(self, config: TrainConfig, global_weights: Sequence[np.ndarray] | None) -> None:
+    def prepare(self, config: TrainSettings, global_weights: Sequence[np.ndarray] | None) -> None:
         for var in self.optimizer.variables:
             var.assign(tf.zeros_like(var))
         self.optimizer.learning_rate = float(config.learning_rate)
@@ -216,7 +216,7 @@ class _Step:
 STEPS_ATTR = "_orchard_train_steps"
 
 
-def _step_for(model: keras.Model, spec: ModelSpec, config: TrainConfig) -> _Step:
+def _step_for(model: keras.Model, spec: ModelSpec, config: TrainSettings) -> _Step:
     key = (config.optimizer, config.freeze_base, config.mu > 0)
     steps: dict[tuple[str, bool, bool], _Step] | None = getattr(model, STEPS_ATTR, None)
     if steps is None:  # beside the model, not tracked by Keras (it would wrap the dict)
@@ -231,7 +231,7 @@ def fit(
     model: keras.Model,
     spec: ModelSpec,
     data: tuple[np.ndarray, np.ndarray | None],
-    config: TrainConfig | None = None,
+    config: TrainSettings | None = None,
     *,
     global_weights: Sequence[np.ndarray] | None = None,
     validation: tuple[np.ndarray, np.ndarray | None] | None = None,
@@ -242,7 +242,7 @@ def fit(
     values for regress/forecast, and may be ``None`` for anomaly. Metrics: ``loss``,
     ``accuracy`` or ``mae``, ``examples``, ``duration_s`` (and ``val_*`` with ``validation``).
     """
-    config = config or TrainConfig()
+    config = config or TrainSettings()
     started = time.perf_counter()
     x, y = np.asarray(data[0], np.float32), data[1]
     check_arrays(spec, x, y)

@@ -87,7 +87,7 @@ def _plan(
     (the CA's inventory, the image, the root, the board)."""
     from provisioning.ca import FleetCA
     from provisioning.errors import InvalidOption
-    from provisioning.options import DeviceOptions, read_base_config, read_ssh_key
+    from provisioning.options import DeviceSettings, read_base_config, read_ssh_key
     from provisioning.plan import build_plan
 
     keys = [line for path in values.pop("ssh_key") or [] for line in read_ssh_key(path)]
@@ -97,13 +97,13 @@ def _plan(
     values = {k: v for k, v in values.items() if v is not None and v is not False}
     if "index_url" in values and not values.get("from_index"):
         raise InvalidOption("index_url", values["index_url"], "only with --from-index")
-    draft = DeviceOptions.from_mapping({**values, "from_index": True, "wheelhouse": None})
+    draft = DeviceSettings.from_mapping({**values, "from_index": True, "wheelhouse": None})
     if ca is None and draft.coordinator is not None and not draft.insecure:
         raise ProvisionError("--coordinator needs --ca (SuperNode key, TLS root) or --insecure")
     fleet = FleetCA.open(ca) if ca is not None else None
     if not values.get("from_index"):
         values["wheelhouse"] = _wheelhouse(values, python, platform)
-    opts = DeviceOptions.from_mapping(values)
+    opts = DeviceSettings.from_mapping(values)
     identity = None
     if fleet is not None:
         if mqtt_auth is None:

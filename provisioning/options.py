@@ -1,6 +1,6 @@
 """What one device should become: validated once, shared by every target.
 
-``DeviceOptions.from_mapping`` takes the raw values (CLI flags or a TOML table) and names each
+``DeviceSettings.from_mapping`` takes the raw values (CLI flags or a TOML table) and names each
 wrong one: ``coordinator: expected HOST[:PORT] with a port in 1..65535. Received: ...``.
 """
 
@@ -114,7 +114,7 @@ def parse_endpoint(name: str, value: str, default_port: int) -> Endpoint:
 
 
 @dataclass(frozen=True)
-class DeviceOptions:
+class DeviceSettings:
     device_id: str
     hostname: str
     user: str = "pi"
@@ -132,7 +132,7 @@ class DeviceOptions:
     base_config: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, table: Mapping[str, Any]) -> DeviceOptions:
+    def from_mapping(cls, table: Mapping[str, Any]) -> DeviceSettings:
         unknown = sorted(set(table) - _KNOWN)
         if unknown:
             raise InvalidOption(unknown[0], table[unknown[0]], f"one of {sorted(_KNOWN)}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from provisioning import paths, render
 from provisioning.ca import DeviceIdentity
 from provisioning.installer import install_script
-from provisioning.options import DeviceOptions
+from provisioning.options import DeviceSettings
 from provisioning.units import BOARD_UNITS, read_unit
 
 
@@ -40,7 +40,7 @@ class PlannedFile:
 @dataclass(frozen=True)
 class Plan:
     device_id: str
-    options: DeviceOptions
+    options: DeviceSettings
     files: tuple[PlannedFile, ...]
     # (unit, target): enabled as /etc/systemd/system/<target>.wants/<unit> -> the unit file
     enable: tuple[tuple[str, str], ...] = field(default=())
@@ -66,7 +66,7 @@ ENABLE = (
 )
 
 
-def build_plan(opts: DeviceOptions, identity: DeviceIdentity | None) -> Plan:
+def build_plan(opts: DeviceSettings, identity: DeviceIdentity | None) -> Plan:
     config = render.agent_config(opts, identity)
     files: list[PlannedFile] = [
         PlannedFile(

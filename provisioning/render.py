@@ -12,12 +12,12 @@ import tomli_w
 from provisioning import paths
 from provisioning.ca import DeviceIdentity
 from provisioning.errors import InvalidOption
-from provisioning.options import DeviceOptions
+from provisioning.options import DeviceSettings
 
 DEFAULT_SENSORS = {"board": {"driver": "system", "interval_s": 30}}
 
 
-def agent_config(opts: DeviceOptions, identity: DeviceIdentity | None) -> dict[str, Any]:
+def agent_config(opts: DeviceSettings, identity: DeviceIdentity | None) -> dict[str, Any]:
     """The device's agent.toml as a table: the user's base config plus what provisioning owns."""
     data: dict[str, Any] = copy.deepcopy(dict(opts.base_config))
     data["device_id"] = opts.device_id
@@ -111,7 +111,7 @@ def tmpfiles(owned: Iterable[tuple[str, int, str, str]]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def device_json(opts: DeviceOptions, identity: DeviceIdentity | None) -> bytes:
+def device_json(opts: DeviceSettings, identity: DeviceIdentity | None) -> bytes:
     facts: dict[str, Any] = {"device_id": opts.device_id, "hostname": opts.hostname}
     if opts.coordinator is not None:
         facts["superlink"] = str(opts.coordinator)

@@ -13,9 +13,9 @@ sensor never imports paho, and one without a camera folder never imports Pillow.
 """
 
 from agent.sensors.base import Clock, DriverBase, DriverFactory, Feature, SensorDriver
-from agent.sensors.config import ConfiguredSensor, SensorConfig, build_sensors
+from agent.sensors.config import ConfiguredSensor, SensorSettings, build_sensors
 from agent.sensors.registry import get, names, register
-from agent.sensors.sampler import Sampler, SamplerConfig
+from agent.sensors.sampler import Sampler, SamplerSettings
 from agent.sensors.status import SensorState, SensorStatus
 from agent.sensors.validate import ReadingValidator, Reject
 
@@ -28,9 +28,9 @@ __all__ = [
     "ReadingValidator",
     "Reject",
     "Sampler",
-    "SamplerConfig",
-    "SensorConfig",
+    "SamplerSettings",
     "SensorDriver",
+    "SensorSettings",
     "SensorState",
     "SensorStatus",
     "build_sensors",

@@ -30,7 +30,7 @@ COMMON_KEYS = frozenset({"driver", "interval_s", "timeout_s", "max_age_s", "rang
 
 
 @dataclass(frozen=True)
-class SensorConfig:
+class SensorSettings:
     """The sampler's view of one configured sensor; ``options`` go to the driver."""
 
     name: str
@@ -43,7 +43,7 @@ class SensorConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_table(cls, name: str, table: Mapping[str, Any]) -> SensorConfig:
+    def from_table(cls, name: str, table: Mapping[str, Any]) -> SensorSettings:
         prefix = f"sensors.{name}"
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ConfigError(prefix, name, "a sensor name of letters, digits, '_' or '-'")
@@ -73,7 +73,7 @@ class SensorConfig:
 class ConfiguredSensor:
     """A sensor's config together with the driver built from it."""
 
-    config: SensorConfig
+    config: SensorSettings
     driver: SensorDriver
 
 
@@ -91,7 +91,7 @@ def build_sensors(tables: Mapping[str, Any], *, clock: Clock) -> list[Configured
     try:
         for name, table in tables.items():
             try:
-                config = SensorConfig.from_table(name, table)
+                config = SensorSettings.from_table(name, table)
             except ConfigError as exc:
                 problems.extend(flatten(exc))
                 problems.extend(_driver_problems(name, table, clock))
@@ -129,7 +129,7 @@ def _driver_problems(name: str, table: Any, clock: Clock) -> list[ConfigError]:
 
 
 def _clashes(
-    name: str, config: SensorConfig, driver: SensorDriver, owner: dict[str, str]
+    name: str, config: SensorSettings, driver: SensorDriver, owner: dict[str, str]
 ) -> list[ConfigError]:
     """``ranges`` naming unknown features, and features another sensor already produces."""
     problems: list[ConfigError] = []

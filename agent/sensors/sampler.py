@@ -44,8 +44,8 @@ _WAIT_SLICE_S = 0.05  # how often a tick waiting on reads looks at the stop flag
 
 
 @dataclass(frozen=True)
-class SamplerConfig:
-    """Sampler-wide policy (per-sensor intervals and timeouts live in ``SensorConfig``)."""
+class SamplerSettings:
+    """Sampler-wide policy (per-sensor intervals and timeouts live in ``SensorSettings``)."""
 
     max_consecutive_errors: int = 5
     retry_disabled_s: float | None = 300.0
@@ -72,10 +72,10 @@ class Sampler:
         sink: Sink,
         *,
         clock: Callable[[], float] = time.time,
-        config: SamplerConfig | None = None,
+        config: SamplerSettings | None = None,
         on_state_change: StateListener | None = None,
     ) -> None:
-        self._config = config or SamplerConfig()
+        self._config = config or SamplerSettings()
         self._clock = clock
         self._sink = sink
         self._on_state_change = on_state_change

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.sensors.config import SensorConfig
+from agent.sensors.config import SensorSettings
 from agent.sensors.validate import ReadingValidator
 
 
@@ -87,7 +87,7 @@ class SlotState:
 
     def snapshot(
         self,
-        config: SensorConfig,
+        config: SensorSettings,
         validator: ReadingValidator,
         driver_rejected: Mapping[str, int],
         now: float,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from agent.store.base import Dataset, Store, StoreStats
 from agent.store.memory import MemoryStore
-from agent.store.options import StoreOptions
+from agent.store.options import StoreSettings
 from agent.store.sqlite import SqliteStore
 
 __all__ = [
@@ -19,12 +19,12 @@ __all__ = [
     "MemoryStore",
     "SqliteStore",
     "Store",
-    "StoreOptions",
+    "StoreSettings",
     "StoreStats",
     "open_store",
 ]
 
 
-def open_store(options: StoreOptions) -> SqliteStore:
+def open_store(options: StoreSettings) -> SqliteStore:
     """Open (creating or migrating) the SQLite store described by ``options``."""
     return SqliteStore(options)

@@ -29,7 +29,7 @@ from agent.store.frames import (
     scan_rows,
 )
 from agent.store.layouts import Layout, decode
-from agent.store.options import StoreOptions
+from agent.store.options import StoreSettings
 from agent.types import Sample
 
 ROW_OVERHEAD = 32
@@ -47,12 +47,12 @@ class MemoryStore(Store):
 
     def __init__(
         self,
-        options: StoreOptions | None = None,
+        options: StoreSettings | None = None,
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] | None = None,
     ) -> None:
-        self._options = options or StoreOptions(path=Path(":memory:"))
+        self._options = options or StoreSettings(path=Path(":memory:"))
         self._clock = clock
         self._steps = StepLog(clock, elapsed_clock(clock, monotonic))
         self._first_id = 1  # id of rows[0]; ids count appends, as SQLite's rowids do

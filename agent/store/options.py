@@ -41,7 +41,7 @@ def _number(
 
 
 @dataclass(frozen=True, slots=True)
-class StoreOptions:
+class StoreSettings:
     """Where the store lives and how much it may keep.
 
     ``max_rows``, ``max_age_s`` (seconds, against the store's injectable clock) and ``max_bytes``
@@ -94,7 +94,7 @@ class StoreOptions:
         return problems
 
     @classmethod
-    def from_mapping(cls, table: Mapping[str, Any]) -> StoreOptions:
+    def from_mapping(cls, table: Mapping[str, Any]) -> StoreSettings:
         """Build options from a config table (e.g. ``[store]`` of ``agent.toml``).
 
         Raises one :class:`ConfigError` naming every wrong value and every unknown key (with

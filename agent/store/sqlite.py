@@ -11,7 +11,7 @@ transaction's pages to the WAL and returns without fsync; the WAL is fsynced at 
   on every commit and keeps them, at one fsync per commit. On an SD card an fsync costs
   milliseconds to tens of milliseconds and extra flash wear, and losing the last seconds of
   sensor history is harmless, so ``NORMAL`` is the default; choose ``FULL`` through
-  ``StoreOptions.synchronous`` where every reading matters.
+  ``StoreSettings.synchronous`` where every reading matters.
 
 Threads: one writer connection behind a lock (``append_many``, retention) and one reader
 connection behind another (``latest_window``, ``latest``, ``stats``, ``features``). WAL lets the
@@ -39,7 +39,7 @@ from agent.store.clocksteps import StepLog, elapsed_clock
 from agent.store.codec import encode_batch
 from agent.store.frames import build_dataset, check_count, check_dataset_args, check_features
 from agent.store.layouts import LayoutCache, define
-from agent.store.options import StoreOptions
+from agent.store.options import StoreSettings
 from agent.store.schema import PAGE_SIZE, configure, migrate
 from agent.store.sqlerrors import translated
 from agent.types import Sample
@@ -62,7 +62,7 @@ class SqliteStore(Store):
 
     def __init__(
         self,
-        options: StoreOptions,
+        options: StoreSettings,
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] | None = None,

@@ -28,7 +28,7 @@ from models import families
 from models.errors import ExportError, ModelError, SpecError
 from models.export import export_tflite
 from models.spec import ModelSpec
-from models.training import TrainConfig, evaluate, fit, metric_name, set_weights
+from models.training import TrainSettings, evaluate, fit, metric_name, set_weights
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class Jobs:
     ) -> Reply:
         train = request.train
         try:
-            config = TrainConfig(
+            config = TrainSettings(
                 epochs=train.epochs,
                 batch_size=train.batch_size,
                 learning_rate=train.learning_rate,
@@ -188,7 +188,7 @@ class Jobs:
                 personal,
                 spec,
                 (data.x_train, data.y_train),
-                TrainConfig(
+                TrainSettings(
                     epochs=train.epochs,
                     batch_size=train.batch_size,
                     learning_rate=train.learning_rate,

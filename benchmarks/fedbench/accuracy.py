@@ -28,7 +28,7 @@ def centralised(
     import keras
 
     from models import families
-    from models.training import TrainConfig, evaluate, fit
+    from models.training import TrainSettings, evaluate, fit
 
     x, y = device_rows(prepared, parts)
     xv, yv = arrays_for(prepared.spec, prepared.validation)
@@ -40,7 +40,7 @@ def centralised(
             model,
             prepared.spec,
             (x, y),
-            TrainConfig(epochs=epochs, batch_size=32, learning_rate=lr, seed=seed),
+            TrainSettings(epochs=epochs, batch_size=32, learning_rate=lr, seed=seed),
         )
         out.append(evaluate(model, prepared.spec, (xv.astype(np.float32), yv))["accuracy"])
     return out

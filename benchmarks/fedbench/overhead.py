@@ -108,14 +108,14 @@ def components(prepared: datasets.Prepared, parts: list[Table], results: dict[st
     """In-process timings of the work an Orchard round adds, to explain the overhead."""
     from coordinator.federation.checkpoint import GlobalModel, Holdout
     from models.export import export_tflite
-    from models.training import TrainConfig, fit
+    from models.training import TrainSettings, fit
 
     spec = prepared.spec
     xv, yv = arrays_for(spec, prepared.validation)
     holdout = Holdout(xv.astype(np.float32), yv, real=True)
     x, y = device_rows(prepared, parts[:1])
     model = GlobalModel(spec)
-    fit(model.model, spec, (x, y), TrainConfig(epochs=1))  # adapt statistics, warm up
+    fit(model.model, spec, (x, y), TrainSettings(epochs=1))  # adapt statistics, warm up
     assert yv is not None
     held = (xv[:256].astype(np.float32), yv[:256])
     times: dict[str, list[float]] = {}
@@ -129,9 +129,9 @@ def components(prepared: datasets.Prepared, parts: list[Table], results: dict[st
         for i in range(3):
             timed(
                 "fit, 1 epoch (a warm trainer's model)",
-                lambda: fit(model.model, spec, (x, y), TrainConfig(epochs=1)),
+                lambda: fit(model.model, spec, (x, y), TrainSettings(epochs=1)),
             )
-            timed("fit, 3 epochs", lambda: fit(model.model, spec, (x, y), TrainConfig(epochs=3)))
+            timed("fit, 3 epochs", lambda: fit(model.model, spec, (x, y), TrainSettings(epochs=3)))
             timed("coordinator central evaluation", lambda: model.central(holdout))
             timed(
                 "coordinator checkpoint (.keras + int8 .tflite + manifest)",

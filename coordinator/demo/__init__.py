@@ -16,20 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordinator.config import CoordinatorConfig
+from coordinator.config import CoordinatorSettings
 from coordinator.demo import datasets
 from coordinator.demo.fleet import Device, free_port, wait_connected, wait_until
 from coordinator.demo.partition import Partitioning, split
 from coordinator.federation.runconfig import RunSettings
 from coordinator.federation.superlink import SuperLinkSettings
-from coordinator.health.settings import HealthSettings
+from coordinator.health.settings import FleetHealthSettings
 from coordinator.service import Coordinator
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class DemoOptions:
+class DemoSettings:
     devices: int = 3
     rounds: int = 3
     data: str = "synthetic"  # or csv:PATH
@@ -54,7 +54,7 @@ class DemoResult:
     dashboard_url: str | None = None
 
 
-def run(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
+def run(opts: DemoSettings, say: Callable[[str], None] = print) -> DemoResult:
     started = time.monotonic()
     work = opts.workdir.resolve()
     shutil.rmtree(work / "devices", ignore_errors=True)
@@ -69,7 +69,7 @@ def run(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
         f"{opts.devices} devices ({', '.join(str(len(p)) for p in parts)} rows), "
         f"{len(prepared.validation)} held out on the coordinator"
     )
-    config = CoordinatorConfig(
+    config = CoordinatorSettings(
         state_dir=work,
         superlink=SuperLinkSettings(port=free_port(), workdir=work / "superlink"),
         model=prepared.spec,
@@ -85,7 +85,7 @@ def run(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
             validation=str(validation),
             seed=opts.seed,
         ),
-        health=HealthSettings.from_mapping(
+        health=FleetHealthSettings.from_mapping(
             {"mqtt": {"port": 0}, "dashboard": {"port": free_port()}}
         ),
         source="demo",

@@ -31,7 +31,7 @@ from agent.health.schema import Birth, SchemaError, decode_payload, parse_topic,
 from coordinator.errors import CoordinatorError
 from coordinator.health.metrics import HealthMetrics
 from coordinator.health.registry import Clock, Message, Registry
-from coordinator.health.settings import MqttSettings
+from coordinator.health.settings import FleetMqttSettings
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ _CONNACK_TIMEOUT_S: Final = 3.0
 class HealthIngest:
     def __init__(
         self,
-        settings: MqttSettings,
+        settings: FleetMqttSettings,
         host: str,
         port: int,
         registry: Registry,

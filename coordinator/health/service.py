@@ -2,7 +2,7 @@
 
 ``orchard-coordinator run`` and ``demo`` do::
 
-    service = HealthService(HealthSettings.from_mapping(doc), runs_dir=Path("runs"))
+    service = HealthService(FleetHealthSettings.from_mapping(doc), runs_dir=Path("runs"))
     service.start()                  # agents publish to service.mqtt_host:service.mqtt_port
     print(service.dashboard_url)
     selection = service.select(node_ids)   # in the ServerApp, each round
@@ -24,7 +24,7 @@ from coordinator.health.ingest import HealthIngest
 from coordinator.health.metrics import HealthMetrics
 from coordinator.health.registry import Clock, Registry
 from coordinator.health.selection import Selection
-from coordinator.health.settings import HealthSettings
+from coordinator.health.settings import FleetHealthSettings
 
 if TYPE_CHECKING:
     from coordinator.dashboard.server import DashboardServer
@@ -35,13 +35,13 @@ logger = logging.getLogger(__name__)
 class HealthService:
     def __init__(
         self,
-        settings: HealthSettings | None = None,
+        settings: FleetHealthSettings | None = None,
         *,
         runs_dir: Path | str = Path("runs"),
         clock: Clock = time.time,
         subscribe_timeout_s: float = 10.0,
     ) -> None:
-        self.settings = settings or HealthSettings()
+        self.settings = settings or FleetHealthSettings()
         self.runs_dir = Path(runs_dir)
         self.clock = clock
         self.subscribe_timeout_s = subscribe_timeout_s

@@ -25,7 +25,7 @@ Every key has a default; a file without these sections runs an embedded broker o
 
     [selection]   # see coordinator.health.selection.SelectionPolicy
 
-``HealthSettings.from_mapping(doc)`` reads only these sections of the whole document and raises
+``FleetHealthSettings.from_mapping(doc)`` reads only these sections of the whole document and raises
 ``InvalidConfig`` listing every wrong key at once.
 """
 
@@ -46,7 +46,7 @@ PROTOCOLS: Final = ("auto", "5", "3.1.1")
 
 
 @dataclass(frozen=True)
-class MqttSettings:
+class FleetMqttSettings:
     host: str | None = None  # None: embedded broker
     port: int = 1883
     protocol: str = "auto"
@@ -66,7 +66,7 @@ class MqttSettings:
         return self.host is None
 
     @classmethod
-    def from_section(cls, sec: Section) -> MqttSettings:
+    def from_section(cls, sec: Section) -> FleetMqttSettings:
         tls_ca = sec.get_str("tls_ca", None)
         d = cls()
         s = cls(
@@ -151,8 +151,8 @@ class DashboardSettings:
 
 
 @dataclass(frozen=True)
-class HealthSettings:
-    mqtt: MqttSettings = field(default_factory=MqttSettings)
+class FleetHealthSettings:
+    mqtt: FleetMqttSettings = field(default_factory=FleetMqttSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     selection: SelectionPolicy = field(default_factory=SelectionPolicy)
@@ -160,12 +160,12 @@ class HealthSettings:
     @classmethod
     def from_mapping(
         cls, doc: Mapping[str, Any], source: str = "coordinator.toml"
-    ) -> HealthSettings:
+    ) -> FleetHealthSettings:
         """Read the health sections of a parsed ``coordinator.toml``; other sections are ignored."""
         errors: list[str] = []
         sections = {name: Section(name, doc.get(name), errors) for name in SECTIONS}
         settings = cls(
-            mqtt=MqttSettings.from_section(sections["mqtt"]),
+            mqtt=FleetMqttSettings.from_section(sections["mqtt"]),
             registry=RegistrySettings.from_section(sections["registry"]),
             dashboard=DashboardSettings.from_section(sections["dashboard"]),
             selection=SelectionPolicy.from_section(sections["selection"]),

@@ -13,7 +13,7 @@ import json
 import re
 import shlex
 
-from provisioning.options import DeviceOptions, Wifi
+from provisioning.options import DeviceSettings, Wifi
 
 PAYLOAD = "orchard/payload.tar"
 CGROUP_FLAGS = ("cgroup_enable=memory", "cgroup_memory=1")
@@ -43,7 +43,7 @@ def edit_cmdline(text: str, firstrun: bool) -> str:
     return " ".join(tokens) + "\n"
 
 
-def firstrun_sh(opts: DeviceOptions) -> bytes:
+def firstrun_sh(opts: DeviceSettings) -> bytes:
     q = shlex.quote
     lines = [
         "#!/bin/bash",
@@ -106,7 +106,7 @@ def _yaml(value: object) -> str:
     return json.dumps(value)  # JSON scalars and lists are valid YAML flow values
 
 
-def user_data(opts: DeviceOptions) -> bytes:
+def user_data(opts: DeviceSettings) -> bytes:
     groups = "users,adm,dialout,audio,netdev,video,plugdev,input,gpio,spi,i2c,render,sudo"
     lines = [
         "#cloud-config",
@@ -147,7 +147,7 @@ def user_data(opts: DeviceOptions) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def network_config(opts: DeviceOptions) -> bytes:
+def network_config(opts: DeviceSettings) -> bytes:
     lines = ["network:", "  version: 2"]
     if opts.wifi is not None:
         lines += [
@@ -163,6 +163,6 @@ def network_config(opts: DeviceOptions) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def meta_data(opts: DeviceOptions, digest: str) -> bytes:
+def meta_data(opts: DeviceSettings, digest: str) -> bytes:
     # A new instance-id makes cloud-init run again, so it changes with what we wrote.
     return f"instance-id: orchard-{opts.device_id}-{digest[:12]}\n".encode()

@@ -11,7 +11,7 @@ import pytest
 from agent import exit_codes
 from agent.importer import ImportError_, read_samples
 from agent.store import open_store
-from agent.store.options import StoreOptions
+from agent.store.options import StoreSettings
 
 BIN = Path(sys.executable).parent
 
@@ -86,7 +86,7 @@ def test_the_command_writes_the_store_and_a_bad_file_changes_nothing(tmp_path: P
     assert refused.returncode == exit_codes.DATA_ERROR
     assert "line 3: expected temp_c to be a finite number" in refused.stderr
 
-    store = open_store(StoreOptions(path=tmp_path / "store.db"))
+    store = open_store(StoreSettings(path=tmp_path / "store.db"))
     try:
         assert store.stats().rows == 2  # the bad file wrote nothing
     finally:

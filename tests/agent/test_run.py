@@ -47,11 +47,11 @@ def exported(tmp_path: Path) -> Path:
     """A float32 bundle of the room classifier, over the synthetic sensor's features."""
     from models import families, synthetic
     from models.export import export_tflite
-    from models.training import TrainConfig, fit
+    from models.training import TrainSettings, fit
 
     ds = synthetic.make("mlp", "classify", n=300)
     model = families.build(ds.spec)
-    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=3))
+    fit(model, ds.spec, (ds.x, ds.y), TrainSettings(epochs=3))
     out = tmp_path / "export"
     export_tflite(
         model,

@@ -240,7 +240,7 @@ def run_clock_jumps(
     from agent.health.reporter import HealthReporter
     from agent.health.settings import HealthSettings
     from agent.sensors import Sampler, build_sensors
-    from agent.store import SqliteStore, StoreOptions
+    from agent.store import SqliteStore, StoreSettings
     from tests.agent.health.helpers import Collector, fake_pi
     from tests.fakes import FakeClock
 
@@ -255,7 +255,7 @@ def run_clock_jumps(
         mqtt_port = broker.port
     wall, mono = FakeClock(), FakeClock(start=1000.0)
     store = SqliteStore(
-        StoreOptions(path=workdir / "store.db", max_age_s=max_age_s, retention_interval_s=0),
+        StoreSettings(path=workdir / "store.db", max_age_s=max_age_s, retention_interval_s=0),
         clock=wall,
         monotonic=mono,
     )

@@ -78,11 +78,11 @@ def _check_store(path: Path, reported: int, what: str) -> list[int]:
 
 def _writer_role(argv: list[str]) -> None:
     """Append batches of ``seq`` rows with retention on; print the last seq of every commit."""
-    from agent.store import SqliteStore, StoreOptions
+    from agent.store import SqliteStore, StoreSettings
     from agent.types import Sample
 
     path, batch, max_rows, max_bytes = Path(argv[0]), int(argv[1]), int(argv[2]), int(argv[3])
-    options = StoreOptions(
+    options = StoreSettings(
         path=path, max_rows=max_rows, max_bytes=max_bytes, retention_interval_s=0
     )
 
@@ -144,13 +144,13 @@ def run_store_kills(
 def _full_writer_role(argv: list[str]) -> None:
     """Hit RLIMIT_FSIZE ``cycles`` times: report errors, keep trying, recover; then stay full."""
     from agent.errors import AgentError
-    from agent.store import SqliteStore, StoreOptions
+    from agent.store import SqliteStore, StoreSettings
     from agent.types import Sample
 
     path, room, cycles, attempts = Path(argv[0]), int(argv[1]), int(argv[2]), int(argv[3])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death, as LimitFSIZE= does
     _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    store = SqliteStore(StoreOptions(path=path))
+    store = SqliteStore(StoreSettings(path=path))
     seq = 0
 
     def say(**fields: Any) -> None:
@@ -217,10 +217,10 @@ def run_store_disk_full(
         assert message.startswith("StoreError") and str(path) in message, message
         assert "disk full" in message and "no space" in message, message
     _check_store(path, reported, "after a kill while full")
-    from agent.store import SqliteStore, StoreOptions
+    from agent.store import SqliteStore, StoreSettings
     from agent.types import Sample
 
-    with SqliteStore(StoreOptions(path=path)) as store:  # and it takes rows again
+    with SqliteStore(StoreSettings(path=path)) as store:  # and it takes rows again
         store.append(Sample(float(reported + 1), {"seq": float(reported + 1)}))
     _check_store(path, reported + 1, "after reopening")
     return {
@@ -237,11 +237,11 @@ def run_store_disk_full(
 def _enospc_role(argv: list[str]) -> None:
     """Inside a private tmpfs: fill it, hit ENOSPC, free space, check; print one JSON result."""
     from agent.errors import StoreError
-    from agent.store import SqliteStore, StoreOptions
+    from agent.store import SqliteStore, StoreSettings
     from agent.types import Sample
 
     path = Path(argv[0])
-    store = SqliteStore(StoreOptions(path=path))
+    store = SqliteStore(StoreSettings(path=path))
     seq = 0
     errors: list[str] = []
     while len(errors) < 3:

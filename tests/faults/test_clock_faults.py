@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from agent.sensors.base import DriverBase, Feature
-from agent.sensors.config import ConfiguredSensor, SensorConfig
+from agent.sensors.config import ConfiguredSensor, SensorSettings
 from agent.sensors.sampler import Sampler
-from agent.store import MemoryStore, SqliteStore, Store, StoreOptions
+from agent.store import MemoryStore, SqliteStore, Store, StoreSettings
 from agent.types import Reading, Sample
 from tests.brokers import Broker
 from tests.fakes import FakeClock
@@ -42,7 +42,7 @@ class Counting(DriverBase):
 def sampler_on(clock: FakeClock) -> tuple[Sampler, Counting, list[Sample]]:
     driver = Counting(clock)
     samples: list[Sample] = []
-    config = SensorConfig(name="env", driver="counting", interval_s=1.0)
+    config = SensorSettings(name="env", driver="counting", interval_s=1.0)
     return Sampler([ConfiguredSensor(config, driver)], samples.append, clock=clock), driver, samples
 
 
@@ -79,7 +79,7 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     built: list[Store] = []
 
     def make(wall: FakeClock, mono: FakeClock, max_age_s: float) -> Store:
-        options = StoreOptions(path=tmp_path / "s.db", max_age_s=max_age_s, retention_interval_s=0)
+        options = StoreSettings(path=tmp_path / "s.db", max_age_s=max_age_s, retention_interval_s=0)
         kind = SqliteStore if request.param == "sqlite" else MemoryStore
         store: Store = kind(options, clock=wall, monotonic=mono)
         built.append(store)
@@ -137,7 +137,7 @@ def test_rows_after_an_emptied_store_are_not_aged_on_an_old_time_line(stores: An
 
 def test_without_a_monotonic_clock_an_injected_clock_is_time_itself(tmp_path: Path) -> None:
     wall = FakeClock()
-    options = StoreOptions(path=tmp_path / "s.db", max_age_s=600.0, retention_interval_s=0)
+    options = StoreSettings(path=tmp_path / "s.db", max_age_s=600.0, retention_interval_s=0)
     with SqliteStore(options, clock=wall) as store:
         store.append(Sample(wall(), {"x": 1.0}))
         wall.advance(FORWARD)  # no monotonic clock given: this is time passing, not a step

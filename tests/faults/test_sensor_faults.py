@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from agent.sensors.base import DriverBase, Feature
-from agent.sensors.config import ConfiguredSensor, SensorConfig
-from agent.sensors.sampler import Sampler, SamplerConfig
+from agent.sensors.config import ConfiguredSensor, SensorSettings
+from agent.sensors.sampler import Sampler, SamplerSettings
 from agent.sensors.status import SensorState
 from agent.types import Reading, Sample
 from tests.fakes import FakeClock
@@ -47,7 +47,7 @@ class Driver(DriverBase):
 
 
 def sensor(driver: Driver, timeout_s: float = 1.0) -> ConfiguredSensor:
-    config = SensorConfig(name=driver.name, driver="test", interval_s=1.0, timeout_s=timeout_s)
+    config = SensorSettings(name=driver.name, driver="test", interval_s=1.0, timeout_s=timeout_s)
     return ConfiguredSensor(config, driver)
 
 
@@ -105,7 +105,7 @@ def test_the_sampling_thread_survives_a_driver_calling_sys_exit() -> None:
     good = Driver("good", time.time, Driver.good)
     samples: list[Sample] = []
     configs = [
-        ConfiguredSensor(SensorConfig(name=d.name, driver="t", interval_s=0.02), d)
+        ConfiguredSensor(SensorSettings(name=d.name, driver="t", interval_s=0.02), d)
         for d in (bad, good)
     ]
     with Sampler(configs, samples.append, clock=time.time) as sampler:
@@ -137,7 +137,7 @@ def test_a_hung_read_that_returns_lets_its_sensor_come_back(
         return d.good()
 
     hung, good = Driver("hung", clock, stuck), Driver("good", clock, Driver.good)
-    config = SamplerConfig(max_consecutive_errors=2, retry_disabled_s=10.0)
+    config = SamplerSettings(max_consecutive_errors=2, retry_disabled_s=10.0)
     samples: list[Sample] = []
     sampler = Sampler(
         [sensor(hung, timeout_s=0.1), sensor(good)], samples.append, clock=clock, config=config

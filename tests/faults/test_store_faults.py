@@ -16,7 +16,7 @@ import pytest
 
 from agent.errors import StoreError
 from agent.sensors import Sampler, build_sensors
-from agent.store import SqliteStore, StoreOptions
+from agent.store import SqliteStore, StoreSettings
 from tests.faults.store_scenarios import (
     enospc_available,
     run_agent_disk_full,
@@ -60,7 +60,7 @@ def test_the_sampler_reports_a_full_store_once_per_outage(
 ) -> None:
     """SQLite's own SQLITE_FULL (``max_page_count``) under the real sampler and store."""
     conns: list[sqlite3.Connection] = []
-    store = SqliteStore(StoreOptions(path=tmp_path / "s.db"), on_connect=conns.append)
+    store = SqliteStore(StoreSettings(path=tmp_path / "s.db"), on_connect=conns.append)
     clock = _Ticks()
     sensors = build_sensors({"env": {"driver": "synthetic", "interval_s": 0.001}}, clock=clock)
     sampler = Sampler(sensors, store.append, clock=clock)

@@ -1,6 +1,6 @@
 """Hypothesis on ``agent.toml``: any TOML either loads or is refused with keys named.
 
-``config.load`` on any file tomli-w can write returns an ``AgentConfig`` or raises
+``config.load`` on any file tomli-w can write returns an ``AgentSettings`` or raises
 ``InvalidConfig``, never another exception, and every problem it lists starts with a dotted key
 found in the file (or names a required section or key that is missing). One wrong value in an
 otherwise good file is named by its key and the file is refused. ``orchard-agent check-config``
@@ -29,12 +29,12 @@ from agent.federation.settings import FederationSettings
 from agent.health.settings import HealthSettings
 from agent.sensors.registry import names as driver_names
 from agent.serve.settings import HttpSettings
-from agent.store.options import StoreOptions
+from agent.store.options import StoreSettings
 from tests.fuzz.conftest import fuzz
 
 BIN = Path(sys.executable).parent
 SECTIONS: dict[str, list[str]] = {
-    "store": [f.name for f in dataclasses.fields(StoreOptions)],
+    "store": [f.name for f in dataclasses.fields(StoreSettings)],
     "models": ["dir", "num_threads", "latency_bound_ms"],
     "http": [f.name for f in dataclasses.fields(HttpSettings)],
     "mqtt": [f.name for f in dataclasses.fields(MqttSettings)],
@@ -164,7 +164,7 @@ def _check_problems(exc: InvalidConfig, data: dict[str, Any]) -> None:
         assert _present(data, key) or missing or pair or key in ("sensors", "store.path"), line
 
 
-def _load(data: dict[str, Any], tmp: Path) -> config.AgentConfig:
+def _load(data: dict[str, Any], tmp: Path) -> config.AgentSettings:
     path = tmp / "agent.toml"
     path.write_text(tomli_w.dumps(data))
     return config.load(path)

@@ -25,7 +25,7 @@ from agent.health.schema import PAYLOADS
 from coordinator.health.ingest import HealthIngest
 from coordinator.health.metrics import HealthMetrics
 from coordinator.health.registry import Registry
-from coordinator.health.settings import MqttSettings
+from coordinator.health.settings import FleetMqttSettings
 from tests.brokers import Broker
 from tests.fuzz.conftest import fuzz
 from tests.fuzz.health_payloads import KINDS, documents, json_values
@@ -37,7 +37,7 @@ class Ingest:
         self.prefix = f"fuzz-{uuid.uuid4().hex[:8]}/v1"
         self.registry = Registry(root / "fleet.sqlite")
         self.metrics = HealthMetrics()
-        settings = MqttSettings(topic_prefix=self.prefix)
+        settings = FleetMqttSettings(topic_prefix=self.prefix)
         self.ingest = HealthIngest(settings, broker.host, broker.port, self.registry, self.metrics)
         self.ingest.start()
         assert self.ingest.wait_subscribed(10), "ingest did not subscribe"

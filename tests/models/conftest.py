@@ -34,7 +34,7 @@ class Trained:
 @pytest.fixture(scope="session")
 def trained() -> Callable[[str, str], Trained]:
     """``trained(family, task)``: a model trained for a few epochs on its synthetic task."""
-    from models.training import TrainConfig, fit
+    from models.training import TrainSettings, fit
 
     cache: dict[tuple[str, str], Trained] = {}
 
@@ -44,7 +44,7 @@ def trained() -> Callable[[str, str], Trained]:
             train, held = ds.split(0.25)
             model = families.build(ds.spec)
             result = fit(
-                model, ds.spec, (train.x, train.y), TrainConfig(epochs=6, learning_rate=3e-3)
+                model, ds.spec, (train.x, train.y), TrainSettings(epochs=6, learning_rate=3e-3)
             )
             cache[(family, task)] = Trained(ds.spec, model, train, held, result.metrics)
         return cache[(family, task)]

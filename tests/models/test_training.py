@@ -8,7 +8,7 @@ import pytest
 from models import families, synthetic
 from models.errors import SpecError
 from models.normalization import has_identity_stats
-from models.training import TrainConfig, encode_labels, evaluate, fit, set_weights
+from models.training import TrainSettings, encode_labels, evaluate, fit, set_weights
 
 
 def _distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
@@ -51,7 +51,7 @@ def test_normalisation_adapted_from_local_data() -> None:
     ds = synthetic.make("mlp", "classify", n=200)
     model = families.build(ds.spec)
     assert has_identity_stats(model)
-    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=1))
+    fit(model, ds.spec, (ds.x, ds.y), TrainSettings(epochs=1))
     mean, var = model.get_layer("standardize").get_weights()
     np.testing.assert_allclose(mean, ds.x.mean(axis=0), rtol=1e-4)
     np.testing.assert_allclose(var, ds.x.var(axis=0), rtol=1e-3)
@@ -60,13 +60,13 @@ def test_normalisation_adapted_from_local_data() -> None:
 def test_fedprox_mu_keeps_weights_near_global() -> None:
     ds = synthetic.make("mlp", "classify", n=300, seed=3)
     base = families.build(ds.spec)
-    fit(base, ds.spec, (ds.x[:50], ds.y[:50]), TrainConfig(epochs=1))
+    fit(base, ds.spec, (ds.x[:50], ds.y[:50]), TrainSettings(epochs=1))
     global_w = base.get_weights()
     drift = {}
     for mu in (0.0, 5.0):
         model = families.build(ds.spec)
         set_weights(model, global_w)
-        cfg = TrainConfig(epochs=5, learning_rate=1e-2, mu=mu)
+        cfg = TrainSettings(epochs=5, learning_rate=1e-2, mu=mu)
         result = fit(model, ds.spec, (ds.x, ds.y), cfg, global_weights=global_w)
         drift[mu] = _distance(result.weights, global_w)
     assert drift[5.0] < 0.5 * drift[0.0], drift
@@ -75,9 +75,9 @@ def test_fedprox_mu_keeps_weights_near_global() -> None:
 def test_freeze_base_trains_only_the_head() -> None:
     ds = synthetic.make("mlp", "classify", n=200)
     model = families.build(ds.spec)
-    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=1))
+    fit(model, ds.spec, (ds.x, ds.y), TrainSettings(epochs=1))
     before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
-    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=2, learning_rate=1e-2, freeze_base=True))
+    fit(model, ds.spec, (ds.x, ds.y), TrainSettings(epochs=2, learning_rate=1e-2, freeze_base=True))
     for layer in model.layers:
         changed = any(
             not np.array_equal(a, b)
@@ -91,7 +91,7 @@ def test_validation_metrics_reported() -> None:
     ds = synthetic.make("mlp", "classify", n=200)
     train, held = ds.split()
     model = families.build(ds.spec)
-    r = fit(model, ds.spec, (train.x, train.y), TrainConfig(), validation=(held.x, held.y))
+    r = fit(model, ds.spec, (train.x, train.y), TrainSettings(), validation=(held.x, held.y))
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "examples"} <= set(r.metrics)
 
 
@@ -114,9 +114,9 @@ def test_bad_training_data_named(mutate, fragment) -> None:  # type: ignore[no-u
 
 def test_bad_config_and_labels() -> None:
     with pytest.raises(SpecError, match=r"positive integer\. Received: epochs=0"):
-        TrainConfig(epochs=0)
+        TrainSettings(epochs=0)
     with pytest.raises(SpecError, match=r"Received: mu=-1"):
-        TrainConfig(mu=-1)
+        TrainSettings(mu=-1)
     spec = synthetic.make("mlp", "classify", n=8).spec
     assert encode_labels(spec, ["occupied", "empty"]).tolist() == [1, 0]
     with pytest.raises(SpecError, match=r"Received: label='party'"):
@@ -138,19 +138,19 @@ def test_a_warm_model_reuses_its_train_step_and_each_call_starts_afresh() -> Non
 
     ds = synthetic.make("mlp", "classify", n=200, seed=5)
     model = families.build(ds.spec)
-    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=1, batch_size=64, learning_rate=0.01))
+    fit(model, ds.spec, (ds.x, ds.y), TrainSettings(epochs=1, batch_size=64, learning_rate=0.01))
     (step,) = getattr(model, STEPS_ATTR).values()
     traces = step.fn.experimental_get_tracing_count()
     assert 1 <= traces <= 2  # full batches, and the shorter last one
     assert int(step.optimizer.iterations) == 4  # ceil(200 / 64) steps
 
     before = model.get_weights()
-    fit(model, ds.spec, (ds.x, ds.y), TrainConfig(epochs=2, batch_size=64, learning_rate=1e-12))
+    fit(model, ds.spec, (ds.x, ds.y), TrainSettings(epochs=2, batch_size=64, learning_rate=1e-12))
     assert getattr(model, STEPS_ATTR) == {("adam", False, False): step}  # the same step
     assert step.fn.experimental_get_tracing_count() == traces  # no new trace
     assert int(step.optimizer.iterations) == 8  # counted from zero again: 2 epochs x 4
     assert _distance(model.get_weights(), before) < 1e-12  # the new learning rate applies
 
-    prox = TrainConfig(learning_rate=0.05, mu=1.0)
+    prox = TrainSettings(learning_rate=0.05, mu=1.0)
     fit(model, ds.spec, (ds.x, ds.y), prox, global_weights=before)
     assert len(getattr(model, STEPS_ATTR)) == 2  # a proximal step beside the plain one

@@ -180,11 +180,11 @@ def _health_counts(proxy: TcpProxy, devices: list[Device]) -> list[int]:
 
 def _assert_trained_on(devices: list[Device], prepared: datasets.Prepared) -> None:
     from agent.store import open_store
-    from agent.store.options import StoreOptions
+    from agent.store.options import StoreSettings
     from agent.trainer.data import load
 
     for device, values in zip(devices, SENTINELS, strict=True):
-        store = open_store(StoreOptions(path=device.root / "store.db"))
+        store = open_store(StoreSettings(path=device.root / "store.db"))
         try:
             data = load(store, prepared.spec)
         finally:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from provisioning.ca import FleetCA
-from provisioning.options import DeviceOptions
+from provisioning.options import DeviceSettings
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000000 me@laptop"
 
@@ -21,10 +21,10 @@ def fleet_ca(tmp_path: Path) -> FleetCA:
 
 
 @pytest.fixture
-def make_options(tmp_path: Path) -> Callable[..., DeviceOptions]:
+def make_options(tmp_path: Path) -> Callable[..., DeviceSettings]:
     """Options with a tiny offline wheelhouse (the default install source)."""
 
-    def make(**overrides: Any) -> DeviceOptions:
+    def make(**overrides: Any) -> DeviceSettings:
         values: dict[str, Any] = {
             "device_id": "kitchen-pi",
             "wheelhouse": tmp_path / "wheels",
@@ -44,7 +44,7 @@ def make_options(tmp_path: Path) -> Callable[..., DeviceOptions]:
             values.pop("wheelhouse")
         elif values.get("wheelhouse") == tmp_path / "wheels":
             fake_wheel(tmp_path / "wheels")
-        return DeviceOptions.from_mapping({k: v for k, v in values.items() if v is not None})
+        return DeviceSettings.from_mapping({k: v for k, v in values.items() if v is not None})
 
     return make
 

@@ -18,7 +18,7 @@ from provisioning.ca import FleetCA
 from provisioning.errors import ImageError
 from provisioning.image import firstboot
 from provisioning.image.mbr import boot_partition
-from provisioning.options import DeviceOptions
+from provisioning.options import DeviceSettings
 from provisioning.plan import Plan, build_plan
 from provisioning.targets import get
 from tests.provisioning.conftest import SSH_KEY
@@ -52,7 +52,7 @@ def assert_payload_matches(payload: bytes, plan: Plan) -> None:
 
 
 def test_bookworm_image(
-    tmp_path: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceOptions]
+    tmp_path: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceSettings]
 ) -> None:
     image = build_image(tmp_path / "in")
     before = image.read_bytes()
@@ -92,7 +92,7 @@ def test_bookworm_image(
 
 
 def test_trixie_image_uses_cloud_init(
-    tmp_path: Path, make_options: Callable[..., DeviceOptions]
+    tmp_path: Path, make_options: Callable[..., DeviceSettings]
 ) -> None:
     image = build_image(tmp_path / "in", flavour="trixie")
     opts = make_options(coordinator=None, password_hash="$6$salt$hash")
@@ -118,7 +118,7 @@ def test_trixie_image_uses_cloud_init(
     assert_payload_matches(fat_read(out, "/orchard/payload.tar") or b"", plan)
 
 
-def test_xz_round_trip(tmp_path: Path, make_options: Callable[..., DeviceOptions]) -> None:
+def test_xz_round_trip(tmp_path: Path, make_options: Callable[..., DeviceSettings]) -> None:
     image = build_image(tmp_path / "in")
     packed = tmp_path / "raspios.img.xz"
     subprocess.run(["xz", "-T1", "-k", "-0", str(image)], check=True, timeout=120)
@@ -134,7 +134,7 @@ def test_xz_round_trip(tmp_path: Path, make_options: Callable[..., DeviceOptions
     assert lzma.decompress(packed.read_bytes()) == image.read_bytes()  # input kept
 
 
-def test_not_an_image(tmp_path: Path, make_options: Callable[..., DeviceOptions]) -> None:
+def test_not_an_image(tmp_path: Path, make_options: Callable[..., DeviceSettings]) -> None:
     junk = tmp_path / "junk.img"
     junk.write_bytes(b"\0" * 4096)
     plan = build_plan(make_options(coordinator=None), None)

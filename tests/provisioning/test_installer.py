@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from provisioning import paths
-from provisioning.options import DeviceOptions
+from provisioning.options import DeviceSettings
 from provisioning.plan import build_plan
 from provisioning.targets import get
 from tests.provisioning.conftest import fake_wheel
@@ -46,7 +46,7 @@ def stub_bin(directory: Path) -> Path:
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_installer_and_firstrun_pass_shellcheck(
-    tmp_path: Path, make_options: Callable[..., DeviceOptions]
+    tmp_path: Path, make_options: Callable[..., DeviceSettings]
 ) -> None:
     from provisioning.image.firstboot import firstrun_sh
 
@@ -65,7 +65,7 @@ def test_installer_and_firstrun_pass_shellcheck(
 
 @pytest.mark.slow
 def test_installer_runs_twice_against_a_temp_root(
-    tmp_path: Path, make_options: Callable[..., DeviceOptions]
+    tmp_path: Path, make_options: Callable[..., DeviceSettings]
 ) -> None:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
@@ -121,7 +121,7 @@ def test_installer_runs_twice_against_a_temp_root(
 )
 def test_installer_refuses_a_missing_or_foreign_wheelhouse(
     tmp_path: Path,
-    make_options: Callable[..., DeviceOptions],
+    make_options: Callable[..., DeviceSettings],
     manifest: dict[str, object] | None,
     message: str,
 ) -> None:

@@ -11,7 +11,7 @@ from provisioning import paths
 from provisioning.errors import InvalidOption
 from provisioning.options import (
     DEFAULT_PACKAGE,
-    DeviceOptions,
+    DeviceSettings,
     Endpoint,
     MqttTarget,
     orchard_extras,
@@ -40,19 +40,19 @@ from provisioning.plan import build_plan
     ],
 )
 def test_bad_values_are_named(
-    make_options: Callable[..., DeviceOptions], override: dict[str, object], message: str
+    make_options: Callable[..., DeviceSettings], override: dict[str, object], message: str
 ) -> None:
     with pytest.raises(InvalidOption, match=re.escape(message)):
         make_options(**override)
 
 
-def test_secrets_are_not_echoed(make_options: Callable[..., DeviceOptions]) -> None:
+def test_secrets_are_not_echoed(make_options: Callable[..., DeviceSettings]) -> None:
     with pytest.raises(InvalidOption) as info:
         make_options(wifi_psk="short")
     assert "short" not in str(info.value)
 
 
-def test_defaults_and_parsing(make_options: Callable[..., DeviceOptions]) -> None:
+def test_defaults_and_parsing(make_options: Callable[..., DeviceSettings]) -> None:
     opts = make_options(device_id="Shed_Pi.2", coordinator="[fd00::5]", mqtt=None)
     assert opts.hostname == "shed-pi-2"
     assert opts.coordinator == Endpoint("fd00::5", 9092)
@@ -60,11 +60,11 @@ def test_defaults_and_parsing(make_options: Callable[..., DeviceOptions]) -> Non
     url = MqttTarget.from_url("mqtt://dev%40x:p%3Ass@broker:1884")
     assert url == MqttTarget("broker", 1884, False, "dev@x", "p:ss")
     assert MqttTarget.from_url("mqtts://broker").port == 8883
-    assert DeviceOptions.from_mapping({"device_id": "a", "from_index": True}).wifi is None
+    assert DeviceSettings.from_mapping({"device_id": "a", "from_index": True}).wifi is None
 
 
 def test_install_source_is_a_wheelhouse_unless_from_index(
-    make_options: Callable[..., DeviceOptions],
+    make_options: Callable[..., DeviceSettings],
 ) -> None:
     opts = make_options()
     assert opts.wheelhouse is not None and not opts.from_index and opts.package == DEFAULT_PACKAGE
@@ -77,6 +77,6 @@ def test_install_source_is_a_wheelhouse_unless_from_index(
     script = build_plan(indexed, None).file(paths.INSTALLER).content().decode()
     assert "SOURCE=index" in script and "INDEX_URL=https://pypi.example/simple" in script
     with pytest.raises(InvalidOption, match="wheelhouse: expected no wheelhouse with from_index"):
-        DeviceOptions.from_mapping(
+        DeviceSettings.from_mapping(
             {"device_id": "a", "from_index": True, "wheelhouse": opts.wheelhouse}
         )

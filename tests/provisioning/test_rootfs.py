@@ -13,7 +13,7 @@ from agent.config import from_mapping
 from provisioning import paths
 from provisioning.ca import FleetCA
 from provisioning.errors import InvalidOption, TargetError
-from provisioning.options import DeviceOptions
+from provisioning.options import DeviceSettings
 from provisioning.plan import build_plan
 from provisioning.targets import get
 from provisioning.units import unit_dir
@@ -53,7 +53,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def test_rootfs_writes_the_whole_plan(
-    root: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceOptions]
+    root: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceSettings]
 ) -> None:
     opts = make_options()
     identity = fleet_ca.issue(opts.device_id)
@@ -84,7 +84,7 @@ def test_rootfs_writes_the_whole_plan(
 
 
 def test_agent_toml_is_valid_and_points_at_the_identity(
-    root: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceOptions]
+    root: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceSettings]
 ) -> None:
     opts = make_options()
     get("rootfs")(root=root).apply(build_plan(opts, fleet_ca.issue(opts.device_id)))
@@ -113,7 +113,7 @@ def test_agent_toml_is_valid_and_points_at_the_identity(
 
 
 def test_second_run_changes_nothing_and_repairs_drift(
-    root: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceOptions]
+    root: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceSettings]
 ) -> None:
     opts = make_options()
     target = get("rootfs")(root=root)
@@ -132,7 +132,7 @@ def test_second_run_changes_nothing_and_repairs_drift(
 
 
 def test_no_secret_in_a_world_readable_file(
-    root: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceOptions]
+    root: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceSettings]
 ) -> None:
     opts = make_options(mqtt="mqtt://coord.example")  # password credentials in agent.toml
     identity = fleet_ca.issue(opts.device_id, mqtt="password")
@@ -147,7 +147,7 @@ def test_no_secret_in_a_world_readable_file(
 
 
 def test_plan_without_ca_and_bad_inputs(
-    root: Path, make_options: Callable[..., DeviceOptions]
+    root: Path, make_options: Callable[..., DeviceSettings]
 ) -> None:
     opts = make_options(coordinator=None, mqtt=None)
     report = get("rootfs")(root=root).apply(build_plan(opts, None))

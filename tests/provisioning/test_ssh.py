@@ -19,7 +19,7 @@ import pytest
 
 from provisioning import paths
 from provisioning.errors import TargetError
-from provisioning.options import DeviceOptions
+from provisioning.options import DeviceSettings
 from provisioning.plan import build_plan
 from provisioning.targets import get
 from tests.brokers import accepts, free_port
@@ -117,7 +117,7 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
 
 
 def test_ssh_applies_the_plan_and_a_second_run_changes_nothing(
-    sshd: Sshd, tmp_path: Path, make_options: Callable[..., DeviceOptions]
+    sshd: Sshd, tmp_path: Path, make_options: Callable[..., DeviceSettings]
 ) -> None:
     opts = make_options(coordinator=None, wheelhouse=fake_wheel(tmp_path / "wheels"))
     target = get("ssh")(
@@ -157,7 +157,7 @@ def test_ssh_applies_the_plan_and_a_second_run_changes_nothing(
     assert "systemctl restart orchard-agent.service" in sshd.log.read_text()
 
 
-def test_unreachable_board_is_a_clear_error(make_options: Callable[..., DeviceOptions]) -> None:
+def test_unreachable_board_is_a_clear_error(make_options: Callable[..., DeviceSettings]) -> None:
     target = get("ssh")(
         host="nobody@127.0.0.1",
         port=free_port(),

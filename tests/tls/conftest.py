@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import pytest
 
-from coordinator.health.settings import HealthSettings
+from coordinator.health.settings import FleetHealthSettings
 from provisioning.ca import FleetCA
 from tests.brokers import MOSQUITTO, accepts, free_port
 
@@ -159,10 +159,10 @@ class TlsMosquitto:
         self.start()
 
 
-def coordinator_health(pki: Pki, broker: TlsMosquitto) -> HealthSettings:
+def coordinator_health(pki: Pki, broker: TlsMosquitto) -> FleetHealthSettings:
     """``[mqtt]`` of coordinator.toml: the ingest on its own client certificate."""
     cert, key = pki.coordinator
-    return HealthSettings.from_mapping(
+    return FleetHealthSettings.from_mapping(
         {
             "mqtt": {
                 "host": broker.host,

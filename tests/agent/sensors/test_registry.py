@@ -12,7 +12,7 @@ from agent.errors import ConfigError
 from agent.options import Options
 from agent.sensors import build_sensors, get, names, register, registry
 from agent.sensors.base import Clock, DriverBase, Feature
-from agent.sensors.config import SensorConfig
+from agent.sensors.config import SensorSettings
 from agent.sensors.synthetic import SyntheticDriver
 from agent.types import Reading
 
@@ -100,4 +100,4 @@ def test_options_messages_follow_keras_style() -> None:
     with pytest.raises(ConfigError, match="expected a non-empty string"):
         opts.get_str("name")
     assert opts.get_float("missing", 2) == 2.0
-    assert SensorConfig.from_table("x", {"driver": "csv"}).interval_s == 5.0
+    assert SensorSettings.from_table("x", {"driver": "csv"}).interval_s == 5.0

@@ -12,8 +12,8 @@ import pytest
 
 from agent.errors import SensorError
 from agent.sensors.base import DriverBase, Feature
-from agent.sensors.config import ConfiguredSensor, SensorConfig
-from agent.sensors.sampler import Sampler, SamplerConfig
+from agent.sensors.config import ConfiguredSensor, SensorSettings
+from agent.sensors.sampler import Sampler, SamplerSettings
 from agent.sensors.status import SensorState
 from agent.types import Reading, Sample
 from tests.waiting import wait_until
@@ -51,7 +51,7 @@ class ScriptedDriver(DriverBase):
 def sensor(
     driver: ScriptedDriver, interval_s: float = 1.0, timeout_s: float = 1.0
 ) -> ConfiguredSensor:
-    config = SensorConfig(
+    config = SensorSettings(
         name=driver.name, driver="scripted", interval_s=interval_s, timeout_s=timeout_s
     )
     return ConfiguredSensor(config, driver)
@@ -129,7 +129,7 @@ def test_raising_driver_is_disabled_others_keep_running(clock: FakeClock) -> Non
         sampler.status()  # a listener may look at the sampler (no deadlock)
 
     samples: list[Sample] = []
-    config = SamplerConfig(max_consecutive_errors=3, retry_disabled_s=60.0)
+    config = SamplerSettings(max_consecutive_errors=3, retry_disabled_s=60.0)
     sampler = Sampler(
         [sensor(bad), sensor(good)],
         samples.append,
@@ -172,7 +172,7 @@ def test_hanging_driver_does_not_stall_others(clock: FakeClock, release: threadi
     hung = ScriptedDriver("hung", clock, "x", lambda d: [d.value(1.0)] if release.wait(30) else [])
     good = ScriptedDriver("good", clock, "y")
     samples: list[Sample] = []
-    config = SamplerConfig(max_consecutive_errors=3)
+    config = SamplerSettings(max_consecutive_errors=3)
     sampler = Sampler(
         [sensor(hung, timeout_s=0.2), sensor(good)], samples.append, clock=clock, config=config
     )

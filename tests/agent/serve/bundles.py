@@ -25,12 +25,14 @@ _EXPORTED: dict[tuple[str, str, str, str], Path] = {}
 def _trained(family: str, task: str) -> Any:
     if (family, task) not in _TRAINED:
         from models import families, synthetic
-        from models.training import TrainConfig, fit
+        from models.training import TrainSettings, fit
 
         ds = synthetic.make(family, task, n=300, seed=1)
         train, held = ds.split(0.25)
         model = families.build(ds.spec)
-        result = fit(model, ds.spec, (train.x, train.y), TrainConfig(epochs=4, learning_rate=3e-3))
+        result = fit(
+            model, ds.spec, (train.x, train.y), TrainSettings(epochs=4, learning_rate=3e-3)
+        )
         _TRAINED[(family, task)] = (ds.spec, model, train, held, result.metrics)
     return _TRAINED[(family, task)]
 

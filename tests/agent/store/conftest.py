@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.store import MemoryStore, SqliteStore, Store, StoreOptions
+from agent.store import MemoryStore, SqliteStore, Store, StoreSettings
 from agent.types import Sample
 from tests.fakes import FakeClock
 
@@ -29,7 +29,7 @@ def make_store(
 
     def factory(**limits: Any) -> Store:
         limits.setdefault("retention_interval_s", 0.0)
-        options = StoreOptions(path=tmp_path / f"store-{len(built)}.db", **limits)
+        options = StoreSettings(path=tmp_path / f"store-{len(built)}.db", **limits)
         store: Store
         if request.param == "sqlite":
             store = SqliteStore(options, clock=clock)

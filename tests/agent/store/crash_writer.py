@@ -11,7 +11,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from agent.store import SqliteStore, StoreOptions
+from agent.store import SqliteStore, StoreSettings
 from agent.types import Sample
 
 
@@ -22,7 +22,7 @@ def frequent_checkpoints(conn: sqlite3.Connection) -> None:
 
 def main() -> None:
     path, batch = Path(sys.argv[1]), int(sys.argv[2])
-    store = SqliteStore(StoreOptions(path=path), on_connect=frequent_checkpoints)
+    store = SqliteStore(StoreSettings(path=path), on_connect=frequent_checkpoints)
     newest = store.stats().newest_ts
     seq = 0 if newest is None else int(newest) + 1
     sys.stdout.write("ready\n")

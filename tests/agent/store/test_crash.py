@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.store import SqliteStore, StoreOptions
+from agent.store import SqliteStore, StoreSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 CHILD = Path(__file__).with_name("crash_writer.py")
@@ -100,7 +100,7 @@ def test_kill_9_never_loses_a_committed_row(tmp_path: Path) -> None:
     assert len(stored) - 1 >= reported, f"lost committed rows, seed={seed}"
     assert reported > 0, f"the writer never committed, seed={seed}"
 
-    with SqliteStore(StoreOptions(path=path)) as store:
+    with SqliteStore(StoreSettings(path=path)) as store:
         ds = store.dataset(["seq", "twice"], labels=True)
         np.testing.assert_array_equal(ds.x[:, 1], 2 * ds.x[:, 0])
         assert ds.labels is not None

@@ -6,11 +6,11 @@ from typing import Any
 import pytest
 
 from agent.errors import ConfigError
-from agent.store import StoreOptions
+from agent.store import StoreSettings
 
 
 def test_defaults_are_unbounded(tmp_path: Path) -> None:
-    opts = StoreOptions(path=tmp_path / "s.db")
+    opts = StoreSettings(path=tmp_path / "s.db")
     assert (opts.max_rows, opts.max_age_s, opts.max_bytes) == (None, None, None)
     assert opts.synchronous == "NORMAL"
 
@@ -33,26 +33,26 @@ def test_defaults_are_unbounded(tmp_path: Path) -> None:
 )
 def test_bad_values_name_the_key(tmp_path: Path, key: str, value: Any) -> None:
     with pytest.raises(ConfigError) as info:
-        StoreOptions(path=tmp_path / "s.db", **{key: value})
+        StoreSettings(path=tmp_path / "s.db", **{key: value})
     assert info.value.key == f"store.{key}"
     assert f"{key}={value!r}" in str(info.value)
 
 
 def test_from_mapping_converts_path_and_refuses_unknown_keys(tmp_path: Path) -> None:
-    opts = StoreOptions.from_mapping({"path": str(tmp_path / "s.db"), "max_rows": 10})
+    opts = StoreSettings.from_mapping({"path": str(tmp_path / "s.db"), "max_rows": 10})
     assert opts.path == tmp_path / "s.db"
     assert opts.max_rows == 10
     with pytest.raises(ConfigError) as info:
-        StoreOptions.from_mapping({"path": "x.db", "max_row": 10})
+        StoreSettings.from_mapping({"path": "x.db", "max_row": 10})
     assert info.value.key == "store.max_row"
     with pytest.raises(ConfigError) as info:
-        StoreOptions.from_mapping({"max_rows": 10})
+        StoreSettings.from_mapping({"max_rows": 10})
     assert info.value.key == "store.path"
 
 
 def test_from_mapping_names_every_wrong_key_at_once() -> None:
     with pytest.raises(ConfigError) as info:
-        StoreOptions.from_mapping(
+        StoreSettings.from_mapping(
             {"max_rows": 0, "max_age_s": "1h", "synchronous": "OFF", "max_byts": 1, "pth": "x"}
         )
     text = str(info.value)

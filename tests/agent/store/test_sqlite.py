@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agent.errors import StoreError
-from agent.store import SqliteStore, StoreOptions
+from agent.store import SqliteStore, StoreSettings
 from agent.store.schema import SCHEMA_VERSION
 from agent.types import Sample
 from tests.agent.store.conftest import FakeClock, ramp
@@ -19,7 +19,7 @@ from tests.agent.store.conftest import FakeClock, ramp
 
 def open_store(path: Path, clock: FakeClock | None = None, **limits: object) -> SqliteStore:
     limits.setdefault("retention_interval_s", 0.0)
-    return SqliteStore(StoreOptions(path=path, **limits), clock=clock or FakeClock())  # type: ignore[arg-type]
+    return SqliteStore(StoreSettings(path=path, **limits), clock=clock or FakeClock())  # type: ignore[arg-type]
 
 
 def on_disk_bytes(path: Path) -> int:
@@ -120,7 +120,7 @@ def test_damaged_pages_are_reported_as_corrupt(tmp_path: Path) -> None:
 def test_disk_full_raises_keeps_committed_rows_and_recovers(tmp_path: Path) -> None:
     conns: list[sqlite3.Connection] = []
     path = tmp_path / "s.db"
-    store = SqliteStore(StoreOptions(path=path), on_connect=conns.append)
+    store = SqliteStore(StoreSettings(path=path), on_connect=conns.append)
     try:
         store.append_many(ramp(100))
         pages = store.stats().bytes // 4096

@@ -9,7 +9,7 @@ import tomli_w
 
 from agent.sensors import synthetic
 from agent.store import open_store
-from agent.store.options import StoreOptions
+from agent.store.options import StoreSettings
 from agent.types import Sample
 from models.spec import InputSpec, ModelSpec, Task
 
@@ -36,7 +36,7 @@ def seed_store(path: Path, n: int = 400, device_index: int = 0) -> None:
     picked = rng.permutation(picked)[:n]
     assert len(picked) == n, "the synthetic stream is too short for a balanced draw"
     labels = np.array(synthetic.LABELS)[d.y]
-    store = open_store(StoreOptions(path=path))
+    store = open_store(StoreSettings(path=path))
     now = time.time() - n * 60
     store.append_many(
         Sample(

@@ -65,11 +65,11 @@ def _export_bundle(prepared: datasets.Prepared, out: Path) -> None:
     from coordinator.data import arrays_for
     from models import families
     from models.export import export_tflite
-    from models.training import TrainConfig, fit
+    from models.training import TrainSettings, fit
 
     x, y = arrays_for(prepared.spec, prepared.train)
     model = families.build(prepared.spec)
-    fit(model, prepared.spec, (x, y), TrainConfig(epochs=2))
+    fit(model, prepared.spec, (x, y), TrainSettings(epochs=2))
     export_tflite(
         model,
         prepared.spec,

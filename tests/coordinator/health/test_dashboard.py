@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from coordinator.health.service import HealthService
-from coordinator.health.settings import HealthSettings
+from coordinator.health.settings import FleetHealthSettings
 from tests.waiting import wait_until
 
 from .helpers import Publisher, birth, health, status
@@ -49,7 +49,7 @@ HISTORY = {
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[HealthService]:
-    settings = HealthSettings.from_mapping({"mqtt": {"port": 0}, "dashboard": {"port": 0}})
+    settings = FleetHealthSettings.from_mapping({"mqtt": {"port": 0}, "dashboard": {"port": 0}})
     runs = tmp_path / "runs"
     (runs / "run-7").mkdir(parents=True)
     (runs / "run-7" / "history.json").write_text(json.dumps(HISTORY))

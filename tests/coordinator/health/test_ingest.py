@@ -14,7 +14,7 @@ import pytest
 from coordinator.health.ingest import HealthIngest
 from coordinator.health.metrics import HealthMetrics
 from coordinator.health.registry import Registry
-from coordinator.health.settings import MqttSettings
+from coordinator.health.settings import FleetMqttSettings
 from tests.brokers import Broker
 from tests.waiting import wait_until
 
@@ -31,7 +31,7 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 
 
 def start_ingest(broker: Broker, registry: Registry, **kw: object) -> HealthIngest:
-    ingest = HealthIngest(MqttSettings(**kw), broker.host, broker.port, registry)  # type: ignore[arg-type]
+    ingest = HealthIngest(FleetMqttSettings(**kw), broker.host, broker.port, registry)  # type: ignore[arg-type]
     ingest.start()
     assert ingest.wait_subscribed(10), "ingest did not subscribe"
     return ingest
@@ -72,7 +72,7 @@ def test_invalid_messages_are_counted_and_the_ingest_carries_on(
     broker: Broker, registry: Registry, publisher: Publisher
 ) -> None:
     metrics = HealthMetrics()
-    ingest = HealthIngest(MqttSettings(), broker.host, broker.port, registry, metrics)
+    ingest = HealthIngest(FleetMqttSettings(), broker.host, broker.port, registry, metrics)
     ingest.start()
     assert ingest.wait_subscribed(10)
     good = json.loads(health().to_json())
@@ -195,7 +195,7 @@ def test_a_broker_that_stalls_on_mqtt5_gets_311_after_a_timeout(
     # A named ingest sends a v5 session-expiry property; amqtt waits for more bytes instead of
     # refusing it, so only the CONNACK timeout (3 s) gets the ingest to fall back.
     ingest = HealthIngest(
-        MqttSettings(client_id="orchard-coordinator-test"),
+        FleetMqttSettings(client_id="orchard-coordinator-test"),
         embedded_broker.host,
         embedded_broker.port,
         registry,

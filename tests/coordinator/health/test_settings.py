@@ -9,11 +9,11 @@ import pytest
 
 from coordinator.errors import InvalidConfig
 from coordinator.health.selection import SelectionPolicy
-from coordinator.health.settings import HealthSettings
+from coordinator.health.settings import FleetHealthSettings
 
 
 def test_defaults_mean_an_embedded_broker_and_a_local_dashboard() -> None:
-    s = HealthSettings.from_mapping({"run": {"anything": 1}})  # other sections are not ours
+    s = FleetHealthSettings.from_mapping({"run": {"anything": 1}})  # other sections are not ours
     assert s.mqtt.embedded and s.mqtt.port == 1883 and s.mqtt.protocol == "auto"
     assert s.registry.resolve_path(Path("runs")) == Path("runs/fleet.sqlite")
     assert (s.dashboard.host, s.dashboard.port) == ("127.0.0.1", 8780)
@@ -41,7 +41,7 @@ def test_a_full_file() -> None:
         min_free_memory_mb = false
         """
     )
-    s = HealthSettings.from_mapping(doc)
+    s = FleetHealthSettings.from_mapping(doc)
     assert s.mqtt.port == 8883 and s.mqtt.fleet == "barn" and not s.mqtt.embedded
     assert s.registry.path == Path("/var/lib/orchard/fleet.sqlite")
     assert s.registry.stale_after_intervals == 5.0 and s.dashboard.port == 0
@@ -56,7 +56,7 @@ def test_every_wrong_key_is_named_with_its_value_and_expectation() -> None:
         "selection": {"max_temp_c": "hot", "max_failures_in_row": 0},
     }
     with pytest.raises(InvalidConfig) as info:
-        HealthSettings.from_mapping(doc)
+        FleetHealthSettings.from_mapping(doc)
     errors = info.value.errors
     assert "mqtt.port: expected an integer in [0, 65535]. Received: port=70000" in errors
     assert "mqtt.protocol: expected one of 'auto', '5', '3.1.1'. Received: protocol='4'" in errors
@@ -79,11 +79,11 @@ def test_every_wrong_key_is_named_with_its_value_and_expectation() -> None:
 
 def test_a_section_that_is_not_a_table() -> None:
     with pytest.raises(InvalidConfig, match="mqtt: expected a table"):
-        HealthSettings.from_mapping({"mqtt": "localhost"})
+        FleetHealthSettings.from_mapping({"mqtt": "localhost"})
 
 
 def test_embedded_broker_refuses_settings_it_cannot_honour() -> None:
     with pytest.raises(InvalidConfig, match=r"mqtt\.host: expected a broker host when TLS"):
-        HealthSettings.from_mapping({"mqtt": {"tls_ca": "ca.pem"}})
+        FleetHealthSettings.from_mapping({"mqtt": {"tls_ca": "ca.pem"}})
     with pytest.raises(InvalidConfig, match=r"mqtt\.port: expected a port in \[1, 65535\]"):
-        HealthSettings.from_mapping({"mqtt": {"host": "b", "port": 0}})
+        FleetHealthSettings.from_mapping({"mqtt": {"host": "b", "port": 0}})
