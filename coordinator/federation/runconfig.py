@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ import tomli_w
 
 from coordinator.errors import ConfigError
 from coordinator.federation.errors import InvalidRunConfig
+
+logger = logging.getLogger(__name__)
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedavgm", "fedtrimmedavg", "fedmedian")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -80,7 +83,7 @@ class RunSettings:
         errors: list[str] = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            key = f.name.replace("_", "-")
+            key = f.name
             want = _TYPES[f.type if isinstance(f.type, str) else f.type.__name__]
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
@@ -97,7 +100,7 @@ class RunSettings:
 
         def need(ok: bool, key: str, value: Any, expected: str) -> None:
             if not ok:
-                bad.append(str(ConfigError(f"run.{key}", value, expected)))
+                bad.append(str(ConfigError(f"run.{key.replace('-', '_')}", value, expected)))
 
         need(
             self.num_server_rounds >= 1,
@@ -155,7 +158,7 @@ class RunSettings:
                 json.loads(self.model_spec)
             except ValueError:
                 bad.append(
-                    str(ConfigError("run.model-spec", self.model_spec[:40], "a JSON object"))
+                    str(ConfigError("run.model_spec", self.model_spec[:40], "a JSON object"))
                 )
         return bad
 
@@ -170,7 +173,7 @@ class RunSettings:
         def need(ok: bool, key: str, expected: str) -> None:
             if not ok:
                 value = getattr(self, key.replace("-", "_"))
-                bad.append(str(ConfigError(f"run.{key}", value, expected)))
+                bad.append(str(ConfigError(f"run.{key.replace('-', '_')}", value, expected)))
 
         need(self.central_dp_noise_multiplier > 0, "central-dp-noise-multiplier", "a number > 0")
         for key in ("central-dp-clipping-norm", "local-dp-clipping-norm", "local-dp-epsilon"):
@@ -223,7 +226,11 @@ class RunSettings:
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], *, section: str = "run") -> RunSettings:
-        """From TOML (``snake_case`` or ``kebab-case`` keys); every wrong key is reported."""
+        """From ``coordinator.toml`` (``snake_case`` keys); every wrong key is reported.
+
+        The ``kebab-case`` spelling of Flower's run config (``num-server-rounds``) is still
+        read, with a warning that names the key to write instead.
+        """
         fields = {f.name for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         errors: list[str] = []
@@ -233,14 +240,18 @@ class RunSettings:
                 close = [f for f in sorted(fields) if name in f] or difflib.get_close_matches(
                     name, fields, n=1
                 )
-                hint = (
-                    f"a known key (did you mean {close[0].replace('_', '-')!r}?)"
-                    if close
-                    else _known()
-                )
+                hint = f"a known key (did you mean {close[0]!r}?)" if close else _known()
                 errors.append(str(ConfigError(f"{section}.{key}", value, hint)))
-            else:
-                values[name] = value
+                continue
+            if name != key:
+                logger.warning(
+                    "%s.%s: the old spelling; write %s.%s (coordinator.toml keys are snake_case)",
+                    section,
+                    key,
+                    section,
+                    name,
+                )
+            values[name] = value
         try:
             settings = cls(**values)
         except InvalidRunConfig as exc:
@@ -273,7 +284,7 @@ _NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or 
 
 
 def _known() -> str:
-    names = ", ".join(f.name.replace("_", "-") for f in dataclasses.fields(RunSettings))
+    names = ", ".join(f.name for f in dataclasses.fields(RunSettings))
     return f"one of {names}"
 
 

@@ -44,12 +44,12 @@ def test_every_wrong_key_in_every_section_is_named(tmp_path: Path) -> None:
 
 def test_check_config_exits_78_on_errors(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text("[run]\nmin-devices = 0\n")
+    path.write_text("[run]\nmin_devices = 0\n")
     exe = Path(sys.executable).parent / "orchard-coordinator"
     bad = subprocess.run(
         [exe, "check-config", str(path)], capture_output=True, text=True, timeout=60
     )
-    assert bad.returncode == 78 and "run.min-devices: expected an integer >= 1" in bad.stderr
+    assert bad.returncode == 78 and "run.min_devices: expected an integer >= 1" in bad.stderr
     good = subprocess.run(
         [exe, "check-config", str(EXAMPLE)], capture_output=True, text=True, timeout=60
     )

@@ -26,12 +26,12 @@ def _settings(**changes: Any) -> RunSettings:
 def test_privacy_keys_are_checked_and_named() -> None:
     with pytest.raises(InvalidRunConfig) as info:
         RunSettings.from_mapping(
-            {"central-dp-noise-multiplier": 0, "local-dp-delta": 1.5, "secagg-num-shares": 2.5}
+            {"central_dp_noise_multiplier": 0, "local_dp_delta": 1.5, "secagg_num_shares": 2.5}
         )
     text = str(info.value)
-    assert "run.central-dp-noise-multiplier: expected a number > 0. Received: " in text
-    assert "run.local-dp-delta: expected a number in (0, 1). Received: local-dp-delta=1.5" in text
-    assert "run.secagg-num-shares: expected a fraction in (0, 1] or a whole count" in text
+    assert "run.central_dp_noise_multiplier: expected a number > 0. Received: " in text
+    assert "run.local_dp_delta: expected a number in (0, 1). Received: local_dp_delta=1.5" in text
+    assert "run.secagg_num_shares: expected a fraction in (0, 1] or a whole count" in text
 
 
 @pytest.mark.parametrize(
