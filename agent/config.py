@@ -15,7 +15,7 @@ one ``[sensors.NAME]`` table. Paths default under ``state_dir`` (``/var/lib/orch
     [http]           # host, port, token, max_body_bytes, lan
     [mqtt]           # host, port, protocol, username, password, tls_*, health_interval_s
     [training]       # memory_mb, cpu_quota_pct, max_seconds, max_temp_c, allowed_hours, nice,
-                     # reserve_agent_cpu
+                     # idle_scheduling, reserve_agent_cpu
     [sampling]       # max_consecutive_errors, retry_disabled_s
 """
 
@@ -122,6 +122,9 @@ class TrainingBudget:
     skip_when_throttled: bool = True
     allowed_hours: tuple[int, int] = (0, 24)
     nice: int = 10
+    # SCHED_IDLE: the trainer runs only on CPU time nothing else wants. false: nice alone, for
+    # boards whose other work never leaves a core idle (idle scheduling would starve a round).
+    idle_scheduling: bool = True
     idle_timeout_s: float = 300.0
     reserve_agent_cpu: bool = False  # CPU 0 for the agent alone (agent/cpus.py)
 
@@ -145,6 +148,7 @@ class TrainingBudget:
             skip_when_throttled=o.get_bool("skip_when_throttled", True),
             allowed_hours=(int(hours[0]), int(hours[1])),
             nice=o.get_int("nice", 10, low=0, high=19),
+            idle_scheduling=o.get_bool("idle_scheduling", True),
             idle_timeout_s=o.get_float("idle_timeout_s", 300.0, positive=True),
             reserve_agent_cpu=o.get_bool("reserve_agent_cpu", False),
         )

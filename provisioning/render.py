@@ -89,6 +89,7 @@ def budget_dropin(config: Mapping[str, Any]) -> bytes:
         "MemorySwapMax=0\n"
         f"CPUQuota={budget.cpu_quota_pct}%\n"
         f"Nice={budget.nice}\n"
+        f"CPUSchedulingPolicy={'idle' if budget.idle_scheduling else 'other'}\n"
     ).encode()
 
 

@@ -41,7 +41,9 @@ def run(config_path: Path, idle_timeout: float | None = None) -> int:
         return exit_codes.CONFIG_ERROR
     budget = cfg.training
     sock = server.listener(cfg.federation.trainer_socket)
-    threads = server.lower_priority(budget.nice, budget.cpu_quota_pct, budget.reserve_agent_cpu)
+    threads = server.lower_priority(
+        budget.nice, budget.cpu_quota_pct, budget.reserve_agent_cpu, idle=budget.idle_scheduling
+    )
     # Thread pools are sized before TensorFlow is imported (it reads these once).
     for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
         os.environ[var] = str(threads)

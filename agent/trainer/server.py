@@ -39,16 +39,20 @@ def listener(path: Path) -> socket.socket:
     return procs.bind_unix(path, 0o660, backlog=4)
 
 
-def lower_priority(nice: int, cpu_quota_pct: int, reserve_agent_cpu: bool = False) -> int:
-    """Nice, idle scheduling and the CPUs of :func:`agent.cpus.trainer_cpus`; returns threads."""
+def lower_priority(
+    nice: int, cpu_quota_pct: int, reserve_agent_cpu: bool = False, idle: bool = True
+) -> int:
+    """Nice, idle scheduling (``idle``) and the CPUs of :func:`agent.cpus.trainer_cpus`;
+    returns the number of threads to use."""
     try:
         os.nice(max(0, nice - os.nice(0)))
     except OSError as exc:
         logger.warning("cannot renice the trainer: %s", exc)
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (OSError, AttributeError) as exc:
-        logger.info("SCHED_IDLE unavailable: %s", exc)
+    if idle:
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except (OSError, AttributeError) as exc:
+            logger.info("SCHED_IDLE unavailable: %s", exc)
     mine = cpus.trainer_cpus(cpus.available(), cpu_quota_pct, reserve_agent_cpu)
     cpus.pin_thread(mine, "the trainer")
     return len(mine)

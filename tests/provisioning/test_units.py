@@ -66,6 +66,9 @@ def test_verify_accepts_every_unit_with_drop_ins(tmp_path: Path) -> None:
     units["orchard-trainer.service.d/budget.conf"] = render.budget_dropin(
         {"training": {"memory_mb": 512, "cpu_quota_pct": 80, "nice": 15}}
     )
+    normal = render.budget_dropin({"training": {"idle_scheduling": False}})
+    assert b"CPUSchedulingPolicy=other\n" in normal
+    units["orchard-trainer.service.d/zz-normal.conf"] = normal
     units["orchard-firstboot.service"] = render.FIRSTBOOT_UNIT.encode()
     for example in (unit_dir() / "examples").rglob("*.conf"):
         units[str(example.relative_to(unit_dir() / "examples"))] = example.read_bytes()

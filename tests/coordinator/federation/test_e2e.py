@@ -93,7 +93,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     try:
         for device, part in zip(devices, parts, strict=True):
             over_budget = device.index == 3
-            training: dict[str, object] = {"idle_timeout_s": 3600}  # warm for the module
+            # Warm for the module, and nice but not idle-scheduled: these tests are about
+            # devices dying and budgets, not about trainers starving when the box is busy.
+            training: dict[str, object] = {"idle_timeout_s": 3600, "idle_scheduling": False}
             if over_budget:
                 training["memory_mb"] = 150
             device.configure(
