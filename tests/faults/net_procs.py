@@ -93,7 +93,12 @@ def fed_fleet(
             device.configure(
                 superlink=link.settings.address,
                 sensor=prepared.live_sensor(device, part),
-                extra={"training": {"max_seconds": victim_max_seconds}} if victim else {},
+                # niced, not idle-scheduled: these faults are not about a busy box starving
+                # the trainers (see training.idle_scheduling)
+                extra={
+                    "training": {"idle_scheduling": False}
+                    | ({"max_seconds": victim_max_seconds} if victim else {})
+                },
             )
             device.seed(part)
             shutil.copytree(bundle, device.root / "models" / "inbox" / "served")

@@ -68,7 +68,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     try:
         for device, part in zip(devices, parts, strict=True):
             sensor = {"driver": "synthetic", "interval_s": 3600.0, "device_index": device.index}
-            device.configure(superlink=link.settings.address, sensor=sensor, extra={})
+            device.configure(
+                superlink=link.settings.address,
+                sensor=sensor,
+                extra={"training": {"idle_scheduling": False}},  # see test_e2e
+            )
             device.seed(part)
             device.start()
         wait_connected(devices, 180)

@@ -106,7 +106,8 @@ def test_no_sentinel_reading_leaves_a_device_in_any_encoding(
                         "max_rows_per_read": 500,
                     },
                     extra={
-                        "mqtt": {"host": "127.0.0.1", "port": mqtt.port, "health_interval_s": 2.0}
+                        "mqtt": {"host": "127.0.0.1", "port": mqtt.port, "health_interval_s": 2.0},
+                        "training": {"idle_scheduling": False},  # see test_e2e
                     },
                 )
                 device.start()

@@ -87,6 +87,7 @@ def federation(
         "pi-good": {
             "federation": _federation(pki, ident.supernode_private, ident.supernode_public),
             "mqtt": {**mqtt, **pki.mqtt("pi-good")},
+            "training": {"idle_scheduling": False},  # see tests/coordinator/federation/test_e2e
         },
         "pi-stranger": {
             "federation": _federation(
