@@ -20,10 +20,8 @@ optional ``sysfs-root`` (tests point it at a fake sysfs tree).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
@@ -37,18 +35,12 @@ from flwr.compat.common import recorddict_compat as compat
 from agent import config as agent_config
 from agent.federation import gate, status, trainer_api, wire
 from agent.federation.messages import ErrorCode, MessageSchemaError, check_metrics
+from agent.federation.round_config import DeviceRunConfig, LocalDp, RoundConfig
 from agent.federation.trainer_api import TrainerMessageError, TrainerRequest, TrainParams
 
 logger = logging.getLogger(__name__)
 
 app = ClientApp()
-
-# Run-config keys forwarded to the trainer (the FAB's pyproject declares them).
-_TRAIN_KEYS = {
-    "local-epochs": "epochs",
-    "batch-size": "batch_size",
-    "learning-rate": "learning_rate",
-}
 
 
 class RoundFailed(Exception):
@@ -66,13 +58,16 @@ LEGACY_IN = "fitins.parameters"  # Flower's legacy layout, used by the SecAgg+ w
 LEGACY_OUT = "fitres.parameters"
 
 
-def _on(context: Context, key: str) -> bool:
-    return context.run_config.get(key) is True
+def _run(context: Context) -> DeviceRunConfig:
+    try:
+        return DeviceRunConfig.decode(context.run_config)
+    except MessageSchemaError as exc:
+        raise RoundFailed(ErrorCode.BAD_REQUEST, f"run config: {exc}") from exc
 
 
 def secure_aggregation(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """Flower's ``secaggplus_mod`` when the run asks for SecAgg+; else a pass-through."""
-    if not _on(context, "secure-aggregation"):
+    if context.run_config.get("secure-aggregation") is not True:
         return call_next(msg, context)
     return secaggplus_mod(msg, context, _as_update(call_next))
 
@@ -92,14 +87,14 @@ def _as_update(call_next: ClientAppCallable) -> ClientAppCallable:
 
 def local_dp(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """Flower's ``LocalDpMod`` (clip the update, add Gaussian noise) when the run asks."""
-    if not _on(context, "local-dp"):
+    if context.run_config.get("local-dp") is not True:
         return call_next(msg, context)
-    run = context.run_config
+    dp = LocalDp.decode(context.run_config)
     mod = LocalDpMod(
-        clipping_norm=float(run["local-dp-clipping-norm"]),
-        sensitivity=float(run["local-dp-sensitivity"]),
-        epsilon=float(run["local-dp-epsilon"]),
-        delta=float(run["local-dp-delta"]),
+        clipping_norm=dp.local_dp_clipping_norm,
+        sensitivity=dp.local_dp_sensitivity,
+        epsilon=dp.local_dp_epsilon,
+        delta=dp.local_dp_delta,
     )
     return mod(msg, context, call_next)
 
@@ -164,21 +159,22 @@ def _round(
         status.update(status_path, last_outcome="gate_closed", last_reason=decision.reason)
         raise RoundFailed(ErrorCode.GATE_CLOSED, f"training budget gate closed: {decision.reason}")
 
-    run = context.run_config
-    rnd = int(_number(round_cfg.get("server-round", 0)))
-    train: dict[str, Any] = {local: run[key] for key, local in _TRAIN_KEYS.items() if key in run}
-    train["mu"] = _number(round_cfg.get("proximal-mu", 0.0))
+    run = _run(context)
+    try:
+        this = RoundConfig.decode(round_cfg, len(arrays))
+    except MessageSchemaError as exc:
+        raise RoundFailed(ErrorCode.BAD_REQUEST, f"round config: {exc}") from exc
     request = TrainerRequest(
         op="fit" if kind == "train" else "evaluate",
         run_id=str(context.run_id),
-        round=rnd,
-        spec=json.loads(str(run["model-spec"])),
-        train=TrainParams(**train),
-        quantization=str(run.get("quantization", "int8")),
-        model_name=str(run.get("model-name", "")),
+        round=this.server_round,
+        spec=run.model_spec,
+        train=TrainParams(run.local_epochs, run.batch_size, run.learning_rate, this.proximal_mu),
+        quantization=run.quantization,
+        model_name=run.model_name,
         personalize=cfg.federation.personalize,
     )
-    frozen = _indices(round_cfg.get("frozen-arrays", ""), len(arrays))
+    frozen = this.frozen_arrays
     try:
         reply, out = trainer_api.call(
             str(cfg.federation.trainer_socket),
@@ -210,27 +206,3 @@ def _round(
     for i in frozen if kind == "train" else ():
         out[i] = arrays[i]  # the coordinator's statistics, never ones of local readings
     return metrics, out
-
-
-def _indices(value: object, count: int) -> list[int]:
-    """``frozen-arrays``: comma-separated array indices, or a ``BAD_REQUEST``."""
-    text = str(value).strip()
-    try:
-        out = [int(part) for part in text.split(",")] if text else []
-    except ValueError:
-        out = [-1]
-    if any(not 0 <= i < count for i in out):
-        raise RoundFailed(
-            ErrorCode.BAD_REQUEST,
-            f"expected comma-separated indices below {count}. Received: frozen-arrays={value!r}",
-        )
-    return out
-
-
-def _number(value: object) -> float:
-    """A numeric config value, or a ``BAD_REQUEST`` naming what came instead."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise RoundFailed(
-        ErrorCode.BAD_REQUEST, f"expected a number in the round config. Received: {value!r}"
-    )

@@ -40,6 +40,8 @@ from flwr.supercore.privacy_accounting import (
 )
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
+from agent.federation.round_config import PROXIMAL_MU as PROXIMAL_MU
+from agent.federation.round_config import RoundConfig
 from coordinator.federation.errors import RunFailed
 from coordinator.federation.grid import RoundGrid
 from coordinator.federation.runconfig import RunSettings
@@ -155,9 +157,9 @@ def frozen_indices(pairs: Sequence[tuple[int, int]]) -> list[int]:
     return sorted(i for pair in pairs for i in pair)
 
 
-def round_config(rnd: int, frozen: Sequence[int]) -> dict[str, int | str]:
+def round_config(rnd: int, frozen: Sequence[int]) -> dict[str, int | float | str]:
     """Config every train message carries in a private run (legacy-safe scalar values)."""
-    return {"server-round": rnd, "frozen-arrays": ",".join(str(i) for i in frozen)}
+    return RoundConfig(server_round=rnd, frozen_arrays=tuple(frozen)).encode()
 
 
 def fix_statistics(

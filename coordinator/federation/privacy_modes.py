@@ -95,7 +95,7 @@ class SecAggPlus(PrivacyMode):
 
     def configure(self, rnd: Round, config: dict[str, Any]) -> None:
         if rnd.run.settings.strategy == "fedprox":
-            config["proximal-mu"] = rnd.run.settings.proximal_mu
+            config[privacy.PROXIMAL_MU] = rnd.run.settings.proximal_mu
 
     def train(self, rnd: Round) -> None:
         s = rnd.run.settings

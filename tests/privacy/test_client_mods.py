@@ -7,7 +7,8 @@ import pytest
 from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 
 from agent.federation import client_app
-from agent.federation.messages import TRAIN_KEYS, ErrorCode, MessageSchemaError, check_metrics
+from agent.federation.messages import TRAIN_KEYS, MessageSchemaError, check_metrics
+from agent.federation.round_config import RoundConfig
 
 pytestmark = pytest.mark.usefixtures("task_identity")
 
@@ -21,13 +22,14 @@ def _train_message(arrays: list[np.ndarray]) -> Message:
 
 
 def test_frozen_arrays_must_name_arrays_of_the_model() -> None:
-    assert client_app._indices("0,1", 8) == [0, 1]
-    assert client_app._indices("", 8) == []
+    assert RoundConfig.decode({"frozen-arrays": "0,1"}, 8).frozen_arrays == (0, 1)
+    assert RoundConfig.decode({"frozen-arrays": ""}, 8).frozen_arrays == ()
     for bad in ("0,8", "a,b", "-1"):
-        with pytest.raises(client_app.RoundFailed) as info:
-            client_app._indices(bad, 8)
-        assert info.value.code is ErrorCode.BAD_REQUEST
-        assert f"Received: frozen-arrays={bad!r}" in str(info.value)
+        with pytest.raises(MessageSchemaError) as info:
+            RoundConfig.decode({"frozen-arrays": bad}, 8)
+        assert f"expected frozen-arrays to be indices below 8. Received: frozen-arrays={bad!r}" in (
+            str(info.value)
+        )
 
 
 def test_mods_pass_the_message_through_when_the_run_does_not_ask() -> None:
