@@ -126,15 +126,19 @@ def device_json(opts: DeviceSettings, identity: DeviceIdentity | None) -> bytes:
 FIRSTBOOT_UNIT = f"""\
 # Installs the agent into {paths.VENV} (from the wheelhouse when present) and is a no-op when
 # it is already installed. Runs at every boot before the agent; only the first one works.
+# It waits for the network only when there is no wheelhouse on the card (an install from a
+# package index): an offline board installs from the card at once, instead of after the
+# network-online timeout (60 s with NetworkManager, 120 s with systemd-networkd).
 [Unit]
 Description=Orchard installer (creates {paths.VENV}; idempotent)
-Wants=network-online.target
-After=network-online.target systemd-sysusers.service
+After=systemd-sysusers.service systemd-tmpfiles-setup.service network.target
 Before={paths.AGENT_UNIT}
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+ExecStartPre=-/bin/sh -c 'ls {paths.WHEELHOUSE}/*.whl >/dev/null 2>&1 || \\
+    systemctl start network-online.target'
 ExecStart=/bin/sh {paths.INSTALLER}
 TimeoutStartSec=2h
 
