@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError, ConfigError, InvalidConfig
+from agent.federation.budget import TrainingSettings as TrainingSettings
 from agent.federation.settings import FederationSettings
 from agent.health.settings import HealthSettings
 from agent.options import Options, collecting, flatten
@@ -112,51 +113,6 @@ class MqttSettings:
 
 
 @dataclass(frozen=True)
-class TrainingBudget:
-    """What a training round may use on this board (enforced by the trainer's supervisor)."""
-
-    memory_mb: int = 768
-    cpu_quota_pct: int = 50
-    max_seconds: float = 600.0
-    max_temp_c: float = 75.0
-    skip_when_throttled: bool = True
-    allowed_hours: tuple[int, int] = (0, 24)
-    nice: int = 10
-    # SCHED_IDLE: the trainer runs only on CPU time nothing else wants. false: nice alone, for
-    # boards whose other work never leaves a core idle (idle scheduling would starve a round).
-    idle_scheduling: bool = True
-    idle_timeout_s: float = 300.0
-    reserve_agent_cpu: bool = False  # CPU 0 for the agent alone (agent/cpus.py)
-
-    @classmethod
-    def from_mapping(cls, table: Mapping[str, Any]) -> TrainingBudget:
-        o = Options("training", table, collect=True)
-        hours = o.get_raw("allowed_hours", [0, 24])
-        if not (
-            isinstance(hours, list | tuple)
-            and len(hours) == 2
-            and all(isinstance(h, int) and not isinstance(h, bool) for h in hours)
-            and 0 <= hours[0] < hours[1] <= 24
-        ):
-            o.report("allowed_hours", hours, "[start, end] hours with 0 <= start < end <= 24")
-            hours = [0, 24]
-        budget = cls(
-            memory_mb=o.get_int("memory_mb", 768, low=64),
-            cpu_quota_pct=o.get_int("cpu_quota_pct", 50, low=1, high=400),
-            max_seconds=o.get_float("max_seconds", 600.0, positive=True),
-            max_temp_c=o.get_float("max_temp_c", 75.0, low=30.0, high=110.0),
-            skip_when_throttled=o.get_bool("skip_when_throttled", True),
-            allowed_hours=(int(hours[0]), int(hours[1])),
-            nice=o.get_int("nice", 10, low=0, high=19),
-            idle_scheduling=o.get_bool("idle_scheduling", True),
-            idle_timeout_s=o.get_float("idle_timeout_s", 300.0, positive=True),
-            reserve_agent_cpu=o.get_bool("reserve_agent_cpu", False),
-        )
-        o.done()
-        return budget
-
-
-@dataclass(frozen=True)
 class AgentSettings:
     device_id: str
     fleet: str | None
@@ -166,7 +122,7 @@ class AgentSettings:
     models: ModelSettings
     http: HttpSettings
     mqtt: MqttSettings
-    training: TrainingBudget
+    training: TrainingSettings
     sampling: SamplerSettings
     sensor_tables: Mapping[str, Any]
     federation: FederationSettings = field(default_factory=FederationSettings)
@@ -254,7 +210,7 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> AgentSettings:
         "models": lambda: ModelSettings.from_mapping(tables["models"], state_dir),
         "http": lambda: HttpSettings.from_mapping(tables["http"]),
         "mqtt": lambda: MqttSettings.from_mapping(tables["mqtt"]),
-        "training": lambda: TrainingBudget.from_mapping(tables["training"]),
+        "training": lambda: TrainingSettings.from_mapping(tables["training"]),
         "sampling": lambda: _sampling(tables["sampling"]),
         "federation": lambda: FederationSettings.from_mapping(tables["federation"], state_dir),
         "health": lambda: HealthSettings.from_mapping(tables["health"], state_dir),

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import AgentError
-from agent.federation.status import StatusError, TrainerStatus
+from agent.federation.status import DISABLED as DISABLED
+from agent.federation.status import StatusError, Supernode, Trainer, TrainerStatus
 
 
 class HealthzError(AgentError):
@@ -29,33 +30,11 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
-class Supernode:
-    supernode: str  # stopped | starting | connected | backoff | failed | disabled
-    node_id: int | None = None
-    restarts: int = 0
-    last_exit: int | None = None
-    last_error: str | None = None
-
-
-DISABLED = Supernode("disabled")
-
-
-@dataclass(frozen=True)
 class MqttLink:
     enabled: bool
     connected: bool = False
     protocol: str | None = None
     last_error: str | None = None
-
-
-@dataclass(frozen=True)
-class Trainer:
-    """The trainer's status document and its supervisor's counters."""
-
-    status: TrainerStatus
-    starts: int = 0
-    kills: int = 0
-    running: bool = False
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,8 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 
 def serve(port: int, workdir: Path) -> None:
     """Run HealthService against the broker; answer "report"/"quit" lines on stdin."""
+    from coordinator import health_service as service_mod
     from coordinator.health import registry as registry_mod
-    from coordinator.health import service as service_mod
     from coordinator.health.settings import FleetHealthSettings
 
     latencies: list[float] = []

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from coordinator.health import cli as health_cli
+from coordinator import fleet_cli
 
 if TYPE_CHECKING:
     from coordinator.config import CoordinatorSettings
@@ -235,7 +235,7 @@ def predict(
         raise typer.Exit(2) from exc
 
 
-app.command("fleet")(health_cli.fleet)
+app.command("fleet")(fleet_cli.fleet)
 
 
 def main() -> None:

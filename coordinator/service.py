@@ -19,7 +19,7 @@ from coordinator.config import CoordinatorSettings
 from coordinator.federation.history import RoundSummary
 from coordinator.federation.submit import follow, submit
 from coordinator.federation.superlink import SuperLink
-from coordinator.health.service import HealthService
+from coordinator.health_service import HealthService
 
 
 @dataclass

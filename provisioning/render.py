@@ -75,11 +75,11 @@ def toml_text(data: Mapping[str, Any]) -> bytes:
 
 def budget_dropin(config: Mapping[str, Any]) -> bytes:
     """``orchard-trainer.service.d/budget.conf`` from ``[training]`` (the agent's defaults)."""
-    from agent.config import TrainingBudget
+    from agent.config import TrainingSettings
     from agent.errors import AgentError
 
     try:
-        budget = TrainingBudget.from_mapping(config.get("training", {}))
+        budget = TrainingSettings.from_mapping(config.get("training", {}))
     except AgentError as exc:
         raise InvalidOption("training", config.get("training"), str(exc)) from None
     return (

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from agent.config import TrainingBudget
+from agent.federation.budget import TrainingSettings
 from agent.sensors.system import find_thermal_zone
 
 # The firmware's get_throttled bits that mean "limited right now" (0: under-voltage,
@@ -66,7 +66,7 @@ class Decision:
 
 
 def check(
-    budget: TrainingBudget,
+    budget: TrainingSettings,
     probe: Probe,
     clock: Callable[[], float] = time.time,
 ) -> Decision:

@@ -202,3 +202,26 @@ def _locked(path: Path) -> Iterator[None]:
 def path_for(state_dir: Path) -> Path:
     """Where the trainer's status file of an agent with ``state_dir`` lives."""
     return state_dir / "trainer" / "status.json"
+
+
+# The /healthz sections of the federation side (agent/healthz.py puts them together).
+@dataclass(frozen=True)
+class Supernode:
+    supernode: str  # stopped | starting | connected | backoff | failed | disabled
+    node_id: int | None = None
+    restarts: int = 0
+    last_exit: int | None = None
+    last_error: str | None = None
+
+
+DISABLED = Supernode("disabled")
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """The trainer's status document and its supervisor's counters."""
+
+    status: TrainerStatus
+    starts: int = 0
+    kills: int = 0
+    running: bool = False

@@ -31,7 +31,7 @@ from typing import IO, Any, Final
 from agent import cpus as agent_cpus
 from agent import procs
 from agent.federation.settings import FederationSettings
-from agent.healthz import Supernode
+from agent.federation.status import Supernode
 
 logger = logging.getLogger(__name__)
 

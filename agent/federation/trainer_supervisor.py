@@ -31,10 +31,10 @@ import psutil
 
 from agent import cpus as agent_cpus
 from agent import procs
-from agent.config import TrainingBudget
 from agent.federation import status
+from agent.federation.budget import TrainingSettings
 from agent.federation.settings import FederationSettings
-from agent.healthz import Trainer
+from agent.federation.status import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class TrainerSupervisor:
     def __init__(
         self,
         settings: FederationSettings,
-        budget: TrainingBudget,
+        budget: TrainingSettings,
         *,
         config_path: Path,
         state_dir: Path,

@@ -23,7 +23,7 @@ from hypothesis import Phase, assume, event, given, settings
 from hypothesis import strategies as st
 
 from agent import config, exit_codes
-from agent.config import MqttSettings, TrainingBudget
+from agent.config import MqttSettings, TrainingSettings
 from agent.errors import InvalidConfig
 from agent.federation.settings import FederationSettings
 from agent.health.settings import HealthSettings
@@ -39,7 +39,7 @@ SECTIONS: dict[str, list[str]] = {
     "http": [f.name for f in dataclasses.fields(HttpSettings)],
     "mqtt": [f.name for f in dataclasses.fields(MqttSettings)],
     "health": [f.name for f in dataclasses.fields(HealthSettings)],
-    "training": [f.name for f in dataclasses.fields(TrainingBudget)],
+    "training": [f.name for f in dataclasses.fields(TrainingSettings)],
     "sampling": ["max_consecutive_errors", "retry_disabled_s"],  # the rest are internal
     "federation": [f.name for f in dataclasses.fields(FederationSettings)],
 }

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 
-from agent.federation import client_app
+from agent.clientapp import app as client_app
 from agent.federation.messages import TRAIN_KEYS, MessageSchemaError, check_metrics
 from agent.federation.round_config import RoundConfig
 

@@ -1,7 +1,7 @@
 """SecAgg+ end to end in one process: the coordinator's train phase and the devices' mods.
 
 ``privacy.secure_train`` (Flower's ``SecAggPlusWorkflow`` in a ``LegacyContext``) talks to three
-devices whose train chain is the real one from ``agent.federation.client_app`` (Flower's
+devices whose train chain is the real one from ``agent.clientapp.app`` (Flower's
 ``secaggplus_mod`` around our update step, optionally ``LocalDpMod``). Only two things are
 replaced: the network (messages are copied and handed over in process, with Flower's task
 identity set as the SuperNode would) and the trainer at the end of the chain, which returns
@@ -21,7 +21,7 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.compat.common import recorddict_compat as compat
 
-from agent.federation import client_app
+from agent.clientapp import app as client_app
 from coordinator.federation import privacy
 from coordinator.federation.runconfig import RunSettings
 from tests.privacy.inprocess import InProcessGrid

@@ -29,7 +29,7 @@ from coordinator.demo.partition import Partitioning, split
 from coordinator.federation.runconfig import RunSettings
 from coordinator.federation.submit import follow, submit
 from coordinator.federation.superlink import SuperLink, SuperLinkSettings
-from coordinator.health.service import HealthService
+from coordinator.health_service import HealthService
 from provisioning import keys
 from tests.tls.conftest import Pki, TlsMosquitto, coordinator_health
 

@@ -21,7 +21,7 @@ from agent.health.reporter import HealthReporter
 from agent.health.settings import HealthSettings
 from agent.health.transport import PahoTransport, Will
 from coordinator.health.records import DeviceRecord
-from coordinator.health.service import HealthService
+from coordinator.health_service import HealthService
 from provisioning.ca import FleetCA
 from tests.agent.health.helpers import fake_pi
 from tests.tls.conftest import Pki, TlsMosquitto, coordinator_health, make_pki

@@ -1,5 +1,5 @@
 """Entry point only: the thin ClientApp lives in the installed ``agent`` package."""
 
-from agent.federation import client_app as _impl
+from agent.clientapp import app as _impl
 
 app = _impl.app

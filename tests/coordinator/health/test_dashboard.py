@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coordinator.health.service import HealthService
 from coordinator.health.settings import FleetHealthSettings
+from coordinator.health_service import HealthService
 from tests.waiting import wait_until
 
 from .helpers import Publisher, birth, health, status

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from agent.health.schema import Throttling
-from coordinator.health import cli
+from coordinator import fleet_cli as cli
 from coordinator.health.registry import Registry
 
 from .helpers import birth, health, status

@@ -1,6 +1,6 @@
 """``orchard-coordinator fleet``: print the fleet table from the device registry.
 
-The lead's ``coordinator/cli.py`` registers it: ``app.command("fleet")(health_cli.fleet)``.
+Registered by ``coordinator/cli.py`` as ``orchard-coordinator fleet``.
 It reads the registry file the running coordinator writes (SQLite WAL allows a concurrent
 reader), so it works while ``orchard-coordinator run`` is up, and after it stopped.
 """

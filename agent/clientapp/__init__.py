@@ -1,0 +1,1 @@
+"""The thin Flower ClientApp (the flwr-clientapp process): docs/architecture.md."""
