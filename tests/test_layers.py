@@ -4,6 +4,7 @@ included; only ``if TYPE_CHECKING:`` blocks are left out).
 - No cycle between the parts of a package (``agent.config``, ``agent.federation``, ...).
 - The coordinator reaches the agent only through its message schemas, its config schema and
   the ClientApp the Flower app ships; provisioning only through the config schema.
+- What every process shares (orchard_common: process plumbing) imports none of them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("agent", "coordinator", "models", "provisioning")
+PACKAGES = ("agent", "coordinator", "models", "orchard_common", "provisioning")
 
 # What may cross from one top-level package into another's modules.
 ALLOWED_INTO_AGENT = {
@@ -28,6 +29,7 @@ ALLOWED_INTO_AGENT = {
     },
     "provisioning": {"agent.config", "agent.errors"},  # the config schema and its errors
     "models": set(),
+    "orchard_common": set(),
 }
 
 
@@ -161,5 +163,16 @@ def test_agent_and_models_never_import_the_laptop_side() -> None:
         if module.split(".")[0] in ("agent", "models")
         for target in imported
         if target.split(".")[0] in ("coordinator", "provisioning")
+    )
+    assert not leaks, leaks
+
+
+def test_orchard_common_imports_none_of_the_packages() -> None:
+    leaks = sorted(
+        f"{module} -> {target}"
+        for module, imported in MODULES.items()
+        if module.startswith("orchard_common")
+        for target in imported
+        if target.split(".")[0] in PACKAGES and not target.startswith("orchard_common")
     )
     assert not leaks, leaks

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from agent import cpus as agent_cpus
-from agent import procs
 from agent.federation.settings import FederationSettings
 from agent.federation.status import Supernode
+from orchard_common import procs
 
 logger = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from typing import Any
 import psutil
 
 from agent import cpus as agent_cpus
-from agent import procs
 from agent.federation import status
 from agent.federation.budget import TrainingSettings
 from agent.federation.settings import FederationSettings
 from agent.federation.status import Trainer
+from orchard_common import procs
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from typing import Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
 
-from agent import procs
 from agent.health.clients import TransportError, is_protocol_refusal, make_client, probe_v5
 from agent.health.settings import BrokerSettings
+from orchard_common import procs
 
 logger = logging.getLogger(__name__)
 

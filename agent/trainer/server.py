@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from agent import cpus, procs
+from agent import cpus
 from agent.federation import wire
 from agent.federation.trainer_api import TrainerReply
+from orchard_common import procs
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import tomli_w
 from agent.healthz import Healthz, HealthzError
 from coordinator.data import Table, write_csv
 from coordinator.errors import CoordinatorError
+from orchard_common import procs
 
 logger = logging.getLogger(__name__)
 BIN = Path(sys.executable).parent
@@ -157,14 +157,7 @@ class Device:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout)
+        procs.stop(self.proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL the agent and its Flower children (they watch their parent and exit)."""

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.federation.errors import RunFailed, SuperLinkError
+from orchard_common import procs
 
 logger = logging.getLogger(__name__)
 
@@ -143,14 +144,7 @@ class SuperLink:
         raise SuperLinkError(f"the SuperLink did not answer {url} within {timeout:g} s")
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout)
+        procs.stop(self.proc, timeout)
 
     @property
     def alive(self) -> bool:

@@ -1,11 +1,12 @@
-"""Process plumbing the agent's supervisors share: stopping a child, backing off, a unix socket.
+"""Process plumbing every Orchard process shares: stopping a child, backing off, a unix socket.
 
     stop(proc, timeout)          SIGTERM, wait, then SIGKILL and wait: never leaves it running
     Backoff(min_s, max_s)        exponential delays between retries, reset after a good spell
     bind_unix(path, mode)        a listening stream socket at ``path`` (a stale one replaced)
 
-One place for each, in the spirit of Flower's ``retry_invoker``: the SuperNode supervisor,
-the trainer supervisor, the trainer's own listener and the MQTT negotiation use these.
+One place for each, in the spirit of Flower's ``retry_invoker``: the agent's SuperNode and
+trainer supervisors, the trainer's own listener, the MQTT negotiation, the coordinator's
+SuperLink and the demo's device processes use these.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""agent/procs.py: stopping children, backoff, unix listeners (real processes and sockets)."""
+"""orchard_common/procs.py: stopping children, backoff, unix listeners (real processes, sockets)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import procs
+from orchard_common import procs
 
 IGNORES_TERM = (
     "import signal, sys, time\n"
