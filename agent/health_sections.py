@@ -5,9 +5,20 @@ Names, counts and figures only; never a sensor reading (docs/architecture.md, MQ
 
 from __future__ import annotations
 
+import dataclasses
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
+from agent.health.schema import (
+    BirthParts,
+    Federation,
+    HealthParts,
+    ModelInfo,
+    Runtime,
+    Sensors,
+    SupernodeState,
+    Training,
+)
 from agent.sensors.status import SensorState
 
 if TYPE_CHECKING:
@@ -33,52 +44,62 @@ def health_sections(
     slots: ModelSlots,
     trainer: TrainerSupervisor | None,
     supernode: SupernodeSupervisor | None,
-) -> dict[str, Any]:
+) -> HealthParts:
     status = sampler.status()
-    out: dict[str, Any] = {
-        "model": slots.info().get("model"),
-        "inference": metrics.inference_stats(),
-        "sensors": {
-            "rate_hz": round(sum(s.rate_hz for s in status.values()), 3),
-            "rejected": sum(s.rejected_total for s in status.values()),
-            "failed": sorted(n for n, s in status.items() if s.state == SensorState.DISABLED),
-        },
-    }
+    predictor = slots.current()
+    parts = HealthParts(
+        model=None
+        if predictor is None
+        else ModelInfo(
+            predictor.manifest.version, predictor.manifest.sha256, predictor.manifest.quantization
+        ),
+        inference=metrics.inference_stats(),
+        sensors=Sensors(
+            rate_hz=round(sum(s.rate_hz for s in status.values()), 3),
+            rejected=sum(s.rejected_total for s in status.values()),
+            failed=tuple(sorted(n for n, s in status.items() if s.state == SensorState.DISABLED)),
+        ),
+    )
     if trainer is not None:
         t = trainer.current_status()
-        out["training"] = {
-            "state": _TRAINER_STATE.get(t.state, t.state),
-            "round": t.round,
-            "last_duration_s": t.last_duration_s,
-            "peak_rss_mb": t.peak_rss_mb,
-            "last_outcome": t.last_outcome,
-            "failures_in_row": t.failures_in_row,
-        }
+        parts = dataclasses.replace(
+            parts,
+            training=Training(
+                state=_TRAINER_STATE.get(t.state, t.state),
+                round=t.round,
+                last_duration_s=t.last_duration_s,
+                peak_rss_mb=t.peak_rss_mb,
+                last_outcome=t.last_outcome,
+                failures_in_row=t.failures_in_row,
+            ),
+        )
     if supernode is not None:
         info = supernode.info()
-        out["federation"] = {
-            "supernode": info.supernode,
-            "node_id": info.node_id,
-            "restarts": info.restarts,
-        }
-    return out
+        parts = dataclasses.replace(
+            parts,
+            federation=Federation(
+                cast(SupernodeState, info.supernode), info.node_id, info.restarts
+            ),
+        )
+    return parts
 
 
-def birth_facts(cfg: AgentSettings, capabilities: list[str]) -> dict[str, Any]:
+def birth_facts(cfg: AgentSettings, capabilities: list[str]) -> BirthParts:
     try:
         agent_version = version("orchard-fl")
     except PackageNotFoundError:
         agent_version = "unknown"
-    facts: dict[str, Any] = {
-        "agent_version": agent_version,
-        "sensors": [s.name for s in cfg.sensors],
-        "capabilities": capabilities,
-    }
+    runtime = None
     try:
         from models.runtime import backend
 
         rt = backend()
-        facts["runtime"] = {"name": rt.name, "version": rt.version}
+        runtime = Runtime(rt.name, rt.version)
     except Exception:  # no runtime is a fact too: birth simply omits it
         pass
-    return facts
+    return BirthParts(
+        agent_version=agent_version,
+        sensors=tuple(s.name for s in cfg.sensors),
+        capabilities=tuple(capabilities),
+        runtime=runtime,
+    )

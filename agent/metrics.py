@@ -30,6 +30,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from agent.health.schema import Inference
+
 if TYPE_CHECKING:
     from agent.sensors.status import SensorStatus
     from agent.store.base import StoreStats
@@ -146,15 +148,15 @@ class AgentMetrics:
         """Count a :class:`agent.slots.ModelSlots` event (fits its ``on_event`` signature)."""
         self._model_events.labels(event).inc()
 
-    def inference_stats(self) -> dict[str, Any]:
-        """``{count, p50_ms, p95_ms, errors}`` over the last predictions, for health."""
+    def inference_stats(self) -> Inference:
+        """Count, errors and p50/p95 latency over the last predictions, for health."""
         with self._lock:
             recent = np.fromiter(self._recent, np.float64, len(self._recent))
             count, errors = self._count, self._error_count
         p50 = p95 = None
         if recent.size:
             p50, p95 = (round(float(v), 4) for v in np.percentile(recent, [50, 95]))
-        return {"count": count, "p50_ms": p50, "p95_ms": p95, "errors": errors}
+        return Inference(count=count, p50_ms=p50, p95_ms=p95, errors=errors)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format (``CONTENT_TYPE``)."""

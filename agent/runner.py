@@ -26,6 +26,7 @@ from agent.errors import AgentError, ModelSlotError
 from agent.federation.supernode import SupernodeSupervisor
 from agent.federation.trainer_supervisor import TrainerSupervisor
 from agent.health.reporter import HealthReporter
+from agent.health.schema import HealthParts
 from agent.health_sections import birth_facts, health_sections
 from agent.healthz import DISABLED, AgentState, MqttLink
 from agent.metrics import AgentMetrics
@@ -68,7 +69,7 @@ class AgentRunner:
         if self.reporter is not None:
             self.reporter.event(kind, data)
 
-    def _reporter(self, sections: Callable[[], dict[str, Any]]) -> HealthReporter | None:
+    def _reporter(self, sections: Callable[[], HealthParts]) -> HealthReporter | None:
         """The MQTT health reporter, when ``[mqtt] host`` is set."""
         cfg = self.config
         if cfg.mqtt.host is None:

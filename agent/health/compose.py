@@ -1,10 +1,10 @@
 """Build validated ``health`` and ``birth`` payloads from the board and the runner's snapshot.
 
-The runner supplies only the sections it owns (``model``, ``inference``, ``training``,
-``federation``, ``sensors`` for health; ``agent_version``, ``runtime``, ``sensors``,
-``capabilities`` for birth). A section that fails validation is left out (logged once), so a
-bug elsewhere costs one section, never the whole message; anything not in the schema, such as
-raw readings, is refused.
+The runner supplies only the sections it owns, typed: :class:`HealthParts` (model,
+inference, training, federation, sensors) and :class:`BirthParts` (agent version, runtime,
+sensor names, capabilities); nothing else, such as raw readings, has a place in them. A section
+that fails validation is left out (logged once), so a bug elsewhere costs one section, never
+the whole message.
 """
 
 from __future__ import annotations
@@ -12,17 +12,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any
 
 from agent.health.facts import BoardFacts, SystemSampler, static_facts
-from agent.health.schema import Birth, Health, Outbox, SchemaError
+from agent.health.schema import (
+    Birth,
+    BirthParts,
+    Health,
+    HealthParts,
+    Outbox,
+    SchemaError,
+    parts_dict,
+)
 
 logger = logging.getLogger(__name__)
 
-Snapshot = Callable[[], Mapping[str, Any]]
-HEALTH_SECTIONS: Final = ("model", "inference", "training", "federation", "sensors")
-BIRTH_SECTIONS: Final = ("agent_version", "runtime", "sensors", "capabilities")
+HealthSnapshot = Callable[[], HealthParts]
+BirthSnapshot = Callable[[], BirthParts]
 
 
 class Composer:
@@ -31,8 +38,8 @@ class Composer:
         facts: BoardFacts,
         system: SystemSampler,
         *,
-        snapshot: Snapshot,
-        birth: Snapshot,
+        snapshot: HealthSnapshot,
+        birth: BirthSnapshot,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.facts = facts
@@ -57,7 +64,7 @@ class Composer:
             "throttling": None if throttling is None else dataclasses.asdict(throttling),
             "outbox": dataclasses.asdict(outbox),
         }
-        extra = self._sections("health", self._snapshot, HEALTH_SECTIONS)
+        extra = self._sections("health", self._snapshot)
         health: Health = self._validate(Health, base, extra, "health")
         return health
 
@@ -74,20 +81,18 @@ class Composer:
             "ts": now,
             "health_interval_s": interval_s,
         }
-        extra = self._sections("birth", self._birth, BIRTH_SECTIONS)
+        extra = self._sections("birth", self._birth)
         birth: Birth = self._validate(Birth, base, extra, "birth")
         return birth
 
-    def _sections(self, kind: str, source: Snapshot, allowed: tuple[str, ...]) -> dict[str, Any]:
+    def _sections(
+        self, kind: str, source: Callable[[], HealthParts | BirthParts]
+    ) -> dict[str, Any]:
         try:
-            data = dict(source())
+            return parts_dict(source())
         except Exception:  # the runner's callback must not stop health reporting
             logger.exception("%s snapshot callback failed; sending board facts only", kind)
             return {}
-        for key in [k for k in data if k not in allowed]:
-            self._warn_once(f"{kind}.{key}", "%s snapshot key %r not allowed; dropped", kind, key)
-            del data[key]
-        return data
 
     def _validate(self, cls: Any, base: dict[str, Any], extra: dict[str, Any], kind: str) -> Any:
         for _ in range(len(extra) + 1):

@@ -27,11 +27,11 @@ from typing import Any, Final
 
 from agent.health.change import Buckets, degraded, signature
 from agent.health.codec import MAX_STR
-from agent.health.compose import Composer, Snapshot
+from agent.health.compose import BirthSnapshot, Composer, HealthSnapshot
 from agent.health.facts import BoardFacts, SystemSampler
 from agent.health.hass import BIRTH_PAYLOAD, discovery_configs
 from agent.health.outbox import Outbox, Queued, SqliteOutbox
-from agent.health.schema import Event, SchemaError, Status, Topics
+from agent.health.schema import BirthParts, Event, HealthParts, SchemaError, Status, Topics
 from agent.health.settings import BrokerSettings, HealthSettings
 from agent.health.state import ReporterState
 from agent.health.transport import Delivery, PahoTransport, Transport, Will
@@ -42,8 +42,12 @@ REQUESTABLE: Final = ("init", "ready", "alert")
 ACK_SLICE_S: Final = 0.25
 
 
-def _empty() -> Mapping[str, Any]:
-    return {}
+def _no_parts() -> HealthParts:
+    return HealthParts()
+
+
+def _no_birth_parts() -> BirthParts:
+    return BirthParts()
 
 
 class HealthReporter:
@@ -54,8 +58,8 @@ class HealthReporter:
         *,
         health: HealthSettings | None = None,
         fleet: str | None = None,
-        snapshot: Snapshot = _empty,
-        birth: Snapshot = _empty,
+        snapshot: HealthSnapshot = _no_parts,
+        birth: BirthSnapshot = _no_birth_parts,
         clock: Callable[[], float] = time.time,
         transport: Transport | None = None,
         outbox: Outbox | None = None,

@@ -14,6 +14,7 @@ NaN and out-of-range numbers with a ``SchemaError`` naming the field.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
@@ -241,6 +242,43 @@ class Health(_Payload):
     federation: Federation = field(default_factory=Federation)
     sensors: Sensors = field(default_factory=Sensors)
     outbox: Outbox = field(default_factory=Outbox)
+
+
+@dataclass(frozen=True)
+class HealthParts:
+    """The sections of :class:`Health` the agent's parts own (the board facts are sampled by
+    the reporter). ``None``: that part is not running on this agent."""
+
+    model: ModelInfo | None = None
+    inference: Inference | None = None
+    training: Training | None = None
+    federation: Federation | None = None
+    sensors: Sensors | None = None
+
+
+@dataclass(frozen=True)
+class BirthParts:
+    """The sections of :class:`Birth` the agent knows (the rest are the board's facts)."""
+
+    agent_version: str = ""
+    sensors: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    runtime: Runtime | None = None
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def parts_dict(parts: HealthParts | BirthParts) -> dict[str, Any]:
+    """The sections that are set, as the plain data :meth:`Health.validate` reads."""
+    return {
+        f.name: _plain(v)
+        for f in dataclasses.fields(parts)
+        if (v := getattr(parts, f.name)) is not None
+    }
 
 
 # -- event ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 
 from agent.config import MqttSettings
 from agent.health.reporter import HealthReporter
+from agent.health.schema import BirthParts
 from agent.health.settings import HealthSettings
 from agent.health.transport import PahoTransport, Will
 from coordinator.health.records import DeviceRecord
@@ -66,7 +67,7 @@ def test_a_provisioned_device_reports_over_tls_to_the_coordinator_ingest(
         device_mqtt(tls_broker, pki.mqtt("pi-good"), health_interval_s=1.0),
         "pi-good",
         health=HealthSettings(outbox_path=tmp_path / "outbox.db", facts_root=fake_pi(tmp_path)),
-        birth=lambda: {"sensors": ["env"], "capabilities": ["predict"]},
+        birth=lambda: BirthParts(sensors=("env",), capabilities=("predict",)),
     )
     reporter.start()
     try:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from agent.health.schema import Birth, Event, Health, Status
+from agent.health.schema import (
+    Birth,
+    BirthParts,
+    Event,
+    Health,
+    HealthParts,
+    Inference,
+    Sensors,
+    Status,
+)
 from tests.agent.health.conftest import MakeReporter
 from tests.agent.health.helpers import (
     Collector,
@@ -35,7 +45,7 @@ def test_negotiates_v5_with_mosquitto_and_311_with_the_embedded_broker(
     broker: Broker, make_reporter: MakeReporter
 ) -> None:
     sub = Collector(broker.port)
-    reporter = make_reporter(broker.port, birth=lambda: {"agent_version": "1.2.3"})
+    reporter = make_reporter(broker.port, birth=lambda: BirthParts(agent_version="1.2.3"))
     reporter.start()
     wait_until(lambda: reporter.transport.connected, what="connect")
     assert reporter.transport.protocol == ("5" if broker.kind == "mosquitto" else "3.1.1")
@@ -154,24 +164,54 @@ def test_throttling_and_heat_put_the_board_in_alert(
 
 
 def test_no_raw_readings_reach_any_payload(mosquitto: Broker, make_reporter: MakeReporter) -> None:
+    """The parts a runner hands over have no place for a reading; what is published is them."""
+    assert {f.name for f in dataclasses.fields(HealthParts)} == {
+        "model",
+        "inference",
+        "training",
+        "federation",
+        "sensors",
+    }
+    assert {f.name for f in dataclasses.fields(BirthParts)} == {
+        "agent_version",
+        "sensors",
+        "capabilities",
+        "runtime",
+    }
     sub = Collector(mosquitto.port, topics=("orchard/v1/raw-1/#",))
     reporter = make_reporter(
         mosquitto.port,
         device_id="raw-1",
-        snapshot=lambda: {
-            "sensors": {"rate_hz": 0.5, "rejected": 1, "failed": []},
-            "readings": {"temp_c": 21.337},  # a buggy runner: must be dropped
-        },
-        birth=lambda: {"sensors": ["room"], "last_reading": {"temp_c": 21.337}},
+        snapshot=lambda: HealthParts(sensors=Sensors(rate_hz=0.5, rejected=1)),
+        birth=lambda: BirthParts(sensors=("room",)),
     )
     reporter.start()
     reporter.set_state("ready")
     reporter.event("error", {"what": "x"})
     wait_until(lambda: sub.on("/health") and sub.on("/birth") and sub.on("/event"), what="all")
     for msg in sub.messages:
-        assert b"21.337" not in msg.payload and b"readings" not in msg.payload
-    assert healths(sub)[-1].sensors.rate_hz == 0.5
+        assert b"readings" not in msg.payload and b'"temp_c"' not in msg.payload
+    assert healths(sub)[-1].sensors == Sensors(rate_hz=0.5, rejected=1, failed=())
     assert Birth.from_json(sub.on("/birth")[0].payload).sensors == ("room",)
+    sub.close()
+
+
+def test_a_part_that_fails_validation_costs_that_part_only(
+    mosquitto: Broker, make_reporter: MakeReporter
+) -> None:
+    sub = Collector(mosquitto.port, topics=("orchard/v1/bad-1/#",))
+    reporter = make_reporter(
+        mosquitto.port,
+        device_id="bad-1",
+        snapshot=lambda: HealthParts(
+            inference=Inference(count=-5),  # a bug elsewhere: a negative count
+            sensors=Sensors(rate_hz=2.0),
+        ),
+    )
+    reporter.start()
+    wait_until(lambda: sub.on("/health"), what="health")
+    health = healths(sub)[-1]
+    assert health.inference == Inference() and health.sensors.rate_hz == 2.0
     sub.close()
 
 

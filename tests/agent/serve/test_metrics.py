@@ -52,8 +52,8 @@ def test_predictions_latency_and_errors() -> None:
     assert got[("orchard_errors_total", (("kind", "inference"),))] == 1
     assert got[("orchard_model_events_total", (("event", "model_swapped"),))] == 1
     stats = m.inference_stats()
-    assert stats["count"] == 2 and stats["errors"] == 1
-    assert stats["p50_ms"] == pytest.approx(0.3)
+    assert stats.count == 2 and stats.errors == 1
+    assert stats.p50_ms == pytest.approx(0.3)
 
 
 def test_registries_are_private() -> None:
