@@ -80,10 +80,10 @@ def central_dp(strategy: Any, settings: RunSettings) -> DifferentialPrivacyServe
     """``strategy`` wrapped in Flower's server-side fixed-clipping DP, with its accountant."""
     return DifferentialPrivacyServerSideFixedClipping(
         strategy,
-        noise_multiplier=settings.central_dp_noise_multiplier,
-        clipping_norm=settings.central_dp_clipping_norm,
+        noise_multiplier=settings.central_dp.noise_multiplier,
+        clipping_norm=settings.central_dp.clipping_norm,
         num_sampled_clients=1,  # set per round by expect()
-        accountant=_accountant(settings.central_dp_delta),
+        accountant=_accountant(settings.central_dp.delta),
     )
 
 
@@ -123,30 +123,30 @@ def central_dp_record(strategy: DifferentialPrivacyServerSideFixedClipping) -> d
 def local_dp_stddev(settings: RunSettings) -> float:
     """LocalDpMod's noise: sensitivity * sqrt(2 ln(1.25 / delta)) / epsilon."""
     return (
-        settings.local_dp_sensitivity
-        * math.sqrt(2 * math.log(1.25 / settings.local_dp_delta))
-        / settings.local_dp_epsilon
+        settings.local_dp.sensitivity
+        * math.sqrt(2 * math.log(1.25 / settings.local_dp.delta))
+        / settings.local_dp.epsilon
     )
 
 
 def local_dp_record(settings: RunSettings, releases: int) -> dict[str, Any]:
     """Per round: the mechanism's (epsilon, delta); cumulative after ``releases`` rounds."""
     sigma = local_dp_stddev(settings)
-    accountant = _accountant(settings.local_dp_delta)
-    z = sigma / settings.local_dp_sensitivity
+    accountant = _accountant(settings.local_dp.delta)
+    z = sigma / settings.local_dp.sensitivity
     accountant.compose(GaussianPrivacyEvent(z, 1, POPULATION), count=releases)
     spent = accountant.get_privacy_spent()
     return {
         "mechanism": "gaussian, each device clips and noises its own update (flwr LocalDpMod)",
-        "clipping_norm": settings.local_dp_clipping_norm,
-        "sensitivity": settings.local_dp_sensitivity,
+        "clipping_norm": settings.local_dp.clipping_norm,
+        "sensitivity": settings.local_dp.sensitivity,
         "noise_stddev": sigma,
-        "epsilon_round": settings.local_dp_epsilon,
-        "delta_round": settings.local_dp_delta,
+        "epsilon_round": settings.local_dp.epsilon,
+        "delta_round": settings.local_dp.delta,
         "epsilon": spent.epsilon,
         "delta": spent.delta,
-        "epsilon_basic_composition": releases * settings.local_dp_epsilon,
-        "delta_basic_composition": releases * settings.local_dp_delta,
+        "epsilon_basic_composition": releases * settings.local_dp.epsilon,
+        "delta_basic_composition": releases * settings.local_dp.delta,
         "releases": releases,
         "accountant": "per device, every round counted; rdp (dp-accounting) at delta_round",
     }
@@ -260,10 +260,12 @@ def secure_train(
     context.state.array_records[MAIN_PARAMS_RECORD] = start
     context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({Key.CURRENT_ROUND: rnd})
     workflow = SecAggPlusWorkflow(
-        num_shares=_fraction_or_count(settings.secagg_num_shares),
-        reconstruction_threshold=_fraction_or_count(settings.secagg_reconstruction_threshold),
-        max_weight=settings.secagg_max_weight,
-        clipping_range=settings.secagg_clipping_range,
+        num_shares=_fraction_or_count(settings.secure_aggregation.num_shares),
+        reconstruction_threshold=_fraction_or_count(
+            settings.secure_aggregation.reconstruction_threshold
+        ),
+        max_weight=settings.secure_aggregation.max_weight,
+        clipping_range=settings.secure_aggregation.clipping_range,
         timeout=settings.round_timeout,
     )
     workflow(grid, context)
@@ -281,10 +283,12 @@ def secure_train(
 def secagg_record(settings: RunSettings, stages: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "protocol": "SecAgg+ (flwr SecAggPlusWorkflow + secaggplus_mod)",
-        "num_shares": _fraction_or_count(settings.secagg_num_shares),
-        "reconstruction_threshold": _fraction_or_count(settings.secagg_reconstruction_threshold),
-        "clipping_range": settings.secagg_clipping_range,
-        "max_weight": settings.secagg_max_weight,
+        "num_shares": _fraction_or_count(settings.secure_aggregation.num_shares),
+        "reconstruction_threshold": _fraction_or_count(
+            settings.secure_aggregation.reconstruction_threshold
+        ),
+        "clipping_range": settings.secure_aggregation.clipping_range,
+        "max_weight": settings.secure_aggregation.max_weight,
         "stages": [
             {"sent_to": len(s["sent_to"]), "ok": sum("error" not in r for r in s["replies"])}
             for s in stages

@@ -95,7 +95,7 @@ class SecAggPlus(PrivacyMode):
 
     def configure(self, rnd: Round, config: dict[str, Any]) -> None:
         if rnd.run.settings.strategy == "fedprox":
-            config[privacy.PROXIMAL_MU] = rnd.run.settings.proximal_mu
+            config[privacy.PROXIMAL_MU] = rnd.run.settings.strategy_options.proximal_mu
 
     def train(self, rnd: Round) -> None:
         s = rnd.run.settings
@@ -112,9 +112,9 @@ class SecAggPlus(PrivacyMode):
 def modes_for(settings: RunSettings) -> list[PrivacyMode]:
     """The options ``settings`` enables, in the order their hooks run."""
     enabled: list[tuple[bool, type[PrivacyMode]]] = [
-        (settings.central_dp, CentralDp),
-        (settings.local_dp, LocalDp),
-        (settings.secure_aggregation, SecAggPlus),
+        (settings.central_dp.enabled, CentralDp),
+        (settings.local_dp.enabled, LocalDp),
+        (settings.secure_aggregation.enabled, SecAggPlus),
     ]
     return [mode() for on, mode in enabled if on]
 

@@ -21,23 +21,27 @@ from flwr.serverapp.strategy import (
 
 from coordinator.federation import privacy
 from coordinator.federation.errors import InvalidRunConfig
-from coordinator.federation.runconfig import RunSettings
+from coordinator.federation.runconfig import RunSettings, StrategyOptions
+
+
+def _fedopt(o: StrategyOptions) -> dict[str, Any]:
+    """FedAdam's and FedYogi's server optimiser parameters."""
+    return {"eta": o.eta, "eta_l": o.eta_l, "beta_1": o.beta_1, "beta_2": o.beta_2, "tau": o.tau}
+
 
 Factory = Callable[[RunSettings, dict[str, Any]], Any]
 
 _REGISTRY: dict[str, Factory] = {
     "fedavg": lambda s, common: FedAvg(**common),
-    "fedprox": lambda s, common: FedProx(proximal_mu=s.proximal_mu, **common),
-    "fedadam": lambda s, common: FedAdam(
-        eta=s.eta, eta_l=s.eta_l, beta_1=s.beta_1, beta_2=s.beta_2, tau=s.tau, **common
-    ),
-    "fedyogi": lambda s, common: FedYogi(
-        eta=s.eta, eta_l=s.eta_l, beta_1=s.beta_1, beta_2=s.beta_2, tau=s.tau, **common
-    ),
+    "fedprox": lambda s, common: FedProx(proximal_mu=s.strategy_options.proximal_mu, **common),
+    "fedadam": lambda s, common: FedAdam(**_fedopt(s.strategy_options), **common),
+    "fedyogi": lambda s, common: FedYogi(**_fedopt(s.strategy_options), **common),
     "fedavgm": lambda s, common: FedAvgM(
-        server_learning_rate=s.server_learning_rate, server_momentum=s.server_momentum, **common
+        server_learning_rate=s.strategy_options.server_learning_rate,
+        server_momentum=s.strategy_options.server_momentum,
+        **common,
     ),
-    "fedtrimmedavg": lambda s, common: FedTrimmedAvg(beta=s.trim_beta, **common),
+    "fedtrimmedavg": lambda s, common: FedTrimmedAvg(beta=s.strategy_options.trim_beta, **common),
     "fedmedian": lambda s, common: FedMedian(**common),
 }
 
@@ -69,4 +73,4 @@ def build(settings: RunSettings, min_nodes: int) -> Any:
         "min_available_nodes": min_nodes,
     }
     strategy = get(settings.strategy)(settings, common)
-    return privacy.central_dp(strategy, settings) if settings.central_dp else strategy
+    return privacy.central_dp(strategy, settings) if settings.central_dp.enabled else strategy

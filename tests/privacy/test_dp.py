@@ -26,19 +26,44 @@ def _settings(**changes: Any) -> RunSettings:
 def test_privacy_keys_are_checked_and_named() -> None:
     with pytest.raises(InvalidRunConfig) as info:
         RunSettings.from_mapping(
-            {"central_dp_noise_multiplier": 0, "local_dp_delta": 1.5, "secagg_num_shares": 2.5}
+            {
+                "central_dp": {"noise_multiplier": 0},
+                "local_dp": {"delta": 1.5},
+                "secure_aggregation": {"num_shares": 2.5},
+            }
         )
     text = str(info.value)
-    assert "run.central_dp_noise_multiplier: expected a number > 0. Received: " in text
-    assert "run.local_dp_delta: expected a number in (0, 1). Received: local_dp_delta=1.5" in text
-    assert "run.secagg_num_shares: expected a fraction in (0, 1] or a whole count" in text
+    assert "run.central_dp.noise_multiplier: expected a number > 0. Received: " in text
+    assert "run.local_dp.delta: expected a number in (0, 1). Received: delta=1.5" in text
+    assert "run.secure_aggregation.num_shares: expected a fraction in (0, 1] or a whole" in text
+
+
+def test_the_old_flat_privacy_keys_still_read_and_name_the_new_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = RunSettings.from_mapping(
+        {
+            "central_dp": True,
+            "central_dp_noise_multiplier": 0.5,
+            "secagg-clipping-range": 4.0,
+            "validation": "v.csv",
+        }
+    )
+    assert settings.central_dp.enabled and settings.central_dp.noise_multiplier == 0.5
+    assert settings.secure_aggregation.clipping_range == 4.0
+    assert "run.central_dp_noise_multiplier: the old spelling; write run.central_dp." in (
+        caplog.text
+    )
+    assert "run.secagg-clipping-range: the old spelling; write run.secure_aggregation." in (
+        caplog.text
+    )
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"central_dp": True, "strategy": "fedadam"}, "fedavg or fedprox with central-dp"),
-        ({"secure_aggregation": True, "strategy": "fedmedian"}, "with secure-aggregation"),
+        ({"central_dp": True, "strategy": "fedadam"}, "fedavg or fedprox with central_dp"),
+        ({"secure_aggregation": True, "strategy": "fedmedian"}, "with secure_aggregation"),
         ({"secure_aggregation": True, "central_dp": True}, "server-side clipping needs"),
         ({"local_dp": True, "validation": ""}, "run.validation: expected a CSV path"),
         ({"secure_aggregation": True, "secagg_num_shares": 2.0}, "a count of at least 3"),

@@ -66,7 +66,7 @@ def _run(
     devices = zip(nodes, updates, examples, strict=True)
     chains = {n: _device(u, k, fail=n in failing) for n, u, k in devices}
     grid = InProcessGrid(chains, run_config)
-    settings = RunSettings(secure_aggregation=True, validation="v.csv", **kw)
+    settings = RunSettings(validation="v.csv").replace(secure_aggregation=True, **kw)
     new, metrics, stages = privacy.secure_train(
         grid, settings, 1, global_, nodes, {"server-round": 1}
     )

@@ -102,3 +102,31 @@ def test_the_old_kebab_spelling_is_read_with_a_warning_naming_the_new_key(
     assert (settings.num_server_rounds, settings.min_devices) == (7, 3)
     assert "run.num-server-rounds: the old spelling; write run.num_server_rounds" in caplog.text
     assert "min_devices" not in caplog.text  # the current spelling is not warned about
+
+
+def test_grouped_tables_read_and_keep_flowers_flat_run_config() -> None:
+    doc = tomllib.loads(
+        """
+        strategy = "fedadam"
+        validation = "v.csv"
+        [strategy_options]
+        eta = 0.05
+        [local_dp]
+        enabled = true
+        epsilon = 2
+        """
+    )
+    s = RunSettings.from_mapping(doc)
+    assert s.strategy_options.eta == 0.05 and s.local_dp.enabled
+    assert s.local_dp.epsilon == 2.0 and isinstance(s.local_dp.epsilon, float)
+    flat = s.to_run_config()
+    assert flat["eta"] == 0.05 and flat["local-dp"] is True and flat["local-dp-epsilon"] == 2.0
+    assert RunSettings.from_run_config(flat) == s
+
+
+def test_a_wrong_key_inside_a_group_is_named_with_its_table() -> None:
+    with pytest.raises(InvalidRunConfig) as info:
+        RunSettings.from_mapping({"local_dp": {"epsilonn": 1.0}, "strategy_options": {"tau": "x"}})
+    text = str(info.value)
+    assert "run.local_dp.epsilonn: expected a known key (did you mean 'epsilon'?)" in text
+    assert "run.strategy_options.tau: expected a number. Received: tau='x'" in text
