@@ -18,10 +18,12 @@ labels = ["empty", "occupied", "crowded"]   # classify
 window = 16                           # windowed families (cnn1d)
 
 [run]                                 # coordinator.federation.runconfig.RunSettings
-num-server-rounds = 10
+num_server_rounds = 10
 strategy = "fedavg"
-min-devices = 2
+min_devices = 2
 validation = "validation.csv"         # central evaluation each round (optional)
+[run.central_dp]                      # and [run.strategy_options], [run.local_dp],
+enabled = false                       # [run.secure_aggregation]
 
 [mqtt] [registry] [dashboard] [selection]   # coordinator.health.settings
 """
@@ -41,6 +43,7 @@ from coordinator.federation.runconfig import RunSettings
 from coordinator.federation.superlink import SuperLinkSettings
 from coordinator.health.settings import SECTIONS as HEALTH_SECTIONS
 from coordinator.health.settings import FleetHealthSettings
+from coordinator.options import Section
 from models.errors import ModelError
 from models.spec import InputSpec, ModelSpec, Task
 
@@ -71,99 +74,60 @@ class CoordinatorSettings:
         return run
 
 
-def _superlink(table: Mapping[str, Any], state_dir: Path, errors: list[str]) -> SuperLinkSettings:
-    known = {"host", "port", "tls_ca", "tls_cert", "tls_key", "supernode_auth", "supernode_keys"}
-    for key in table:
-        if key not in known:
-            errors.append(
-                str(
-                    ConfigError(
-                        f"superlink.{key}", table[key], f"one of {', '.join(sorted(known))}"
-                    )
-                )
-            )
-    host = table.get("host", "127.0.0.1")
-    if not isinstance(host, str) or not host:
-        errors.append(str(ConfigError("superlink.host", host, "a host name or address")))
-        host = "127.0.0.1"
-    port = table.get("port", 9092)
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        errors.append(str(ConfigError("superlink.port", port, "a port from 1 to 65535")))
-        port = 9092
-    tls = [table.get(k) for k in ("tls_ca", "tls_cert", "tls_key")]
+def _superlink(sec: Section, state_dir: Path) -> SuperLinkSettings:
+    host = sec.get_str("host", "127.0.0.1")
+    port = sec.get_int("port", 9092, low=1, high=65535)
+    tls = [sec.get_path(k) for k in ("tls_ca", "tls_cert", "tls_key")]
     certificates = None
     if any(tls):
-        if not all(isinstance(t, str) and t for t in tls):
-            errors.append(
-                str(
-                    ConfigError(
-                        "superlink.tls_ca", tls, "all of tls_ca, tls_cert, tls_key, or none"
-                    )
-                )
-            )
-        else:
-            certificates = tuple(Path(str(t)) for t in tls)
-            for key, path in zip(("tls_ca", "tls_cert", "tls_key"), certificates, strict=True):
-                if not path.is_file():
-                    errors.append(
-                        str(ConfigError(f"superlink.{key}", str(path), "an existing file"))
-                    )
-    auth = table.get("supernode_auth", False)
-    if not isinstance(auth, bool):
-        errors.append(str(ConfigError("superlink.supernode_auth", auth, "true or false")))
-        auth = False
-    keys = table.get("supernode_keys")
-    keys_dir = None
-    if keys is not None:
-        if not isinstance(keys, str) or not Path(keys).expanduser().is_dir():
-            expected = "a directory of SuperNode public keys (*.pub), e.g. the CA's supernodes/"
-            errors.append(str(ConfigError("superlink.supernode_keys", keys, expected)))
-        else:
-            keys_dir = Path(keys).expanduser()
+        if all(tls):
+            certificates = (tls[0], tls[1], tls[2])
+        elif not sec.errors_for("tls_"):
+            sec.fail("tls_ca", [str(t) if t else None for t in tls], _TLS_ALL)
+    auth = sec.get_bool("supernode_auth", False)
+    keys = sec.get_path("supernode_keys", kind="dir")
+    sec.done()
     return SuperLinkSettings(
         host=host,
         port=port,
         workdir=state_dir / "superlink",
         certificates=certificates,  # type: ignore[arg-type]
         supernode_auth=auth,
-        supernode_keys=keys_dir,
+        supernode_keys=keys,
     )
 
 
-def _model(table: Mapping[str, Any], errors: list[str]) -> ModelSpec | None:
-    if not table:
+_TLS_ALL = "all of tls_ca, tls_cert, tls_key (existing files), or none"
+
+
+def _model(sec: Section) -> ModelSpec | None:
+    if not sec.given_any():
         return None
-    known = {"family", "task", "features", "labels", "outputs", "window", "width", "units"}
-    for key in table:
-        if key not in known:
-            errors.append(
-                str(ConfigError(f"model.{key}", table[key], f"one of {', '.join(sorted(known))}"))
-            )
-    features = table.get("features")
-    if (
-        not isinstance(features, list)
-        or not features
-        or not all(isinstance(f, str) for f in features)
-    ):
-        errors.append(
-            str(ConfigError("model.features", features, "a non-empty list of store feature names"))
-        )
+    features = sec.get_str_list("features")
+    family = sec.get_str("family", "mlp")
+    task = sec.get_str("task", "classify")
+    labels = sec.get_str_list("labels", [])
+    outputs = sec.get_str_list("outputs", [])
+    window = sec.get_int("window", 0, low=0)
+    width = sec.get_int("width", 32, low=1)
+    sec.get_int("units", 0, low=0)  # accepted for older files; the family decides
+    sec.done()
+    if features is None:
+        if not sec.errors_for("features"):
+            sec.fail("features", None, "a non-empty list of store feature names")
         return None
     try:
-        window = table.get("window")
-        spec_input = (
-            InputSpec.windowed(features, int(window)) if window else InputSpec.tabular(features)
-        )
+        spec_input = InputSpec.windowed(features, window) if window else InputSpec.tabular(features)
         return ModelSpec(
-            family=str(table.get("family", "mlp")),
-            task=Task.parse(str(table.get("task", "classify"))),
+            family=family,
+            task=Task.parse(task),
             input=spec_input,
-            labels=tuple(table.get("labels", ())),
-            outputs=tuple(table.get("outputs", ())),
-            width=int(table.get("width", 32)),
+            labels=tuple(labels or ()),
+            outputs=tuple(outputs or ()),
+            width=width,
         )
     except (ModelError, ValueError, TypeError) as exc:
-        errors.append(f"model: {exc}")
+        sec.errors.append(f"model: {exc}")
         return None
 
 
@@ -181,8 +145,8 @@ def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> Coordina
         for name in SECTIONS
     }
     state_dir = Path(str(data.get("state_dir", "orchard-state")))
-    superlink = _superlink(tables["superlink"], state_dir, errors)
-    model = _model(tables["model"], errors)
+    superlink = _superlink(Section("superlink", tables["superlink"], errors), state_dir)
+    model = _model(Section("model", tables["model"], errors))
     run = RunSettings()
     try:
         run = RunSettings.from_mapping(tables["run"])

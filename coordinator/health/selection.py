@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coordinator.errors import InvalidConfig
-from coordinator.health.options import Section
 from coordinator.health.records import DeviceRecord
+from coordinator.options import Section
 
 if TYPE_CHECKING:
     from coordinator.health.registry import Registry

@@ -38,8 +38,8 @@ from typing import Any, Final
 
 from agent.health.schema import DEFAULT_PREFIX, SchemaError, check_name, subscriptions
 from coordinator.errors import InvalidConfig
-from coordinator.health.options import Section
 from coordinator.health.selection import SelectionPolicy
+from coordinator.options import Section
 
 SECTIONS: Final = ("mqtt", "registry", "dashboard", "selection")
 PROTOCOLS: Final = ("auto", "5", "3.1.1")

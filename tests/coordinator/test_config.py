@@ -33,13 +33,27 @@ def test_every_wrong_key_in_every_section_is_named(tmp_path: Path) -> None:
     text = str(info.value)
     for needle in (
         "colour: expected a section",
-        "superlink.port: expected a port",
+        "superlink.port: expected an integer in [1, 65535]",
         "superlink.hots",
         "model.features: expected a non-empty list",
         "run.strategy",
         "run.rounds",
     ):
         assert needle in text, text
+    assert text.count("model.features") == 1, text
+
+
+def test_a_model_table_without_features_and_half_a_tls_triple_are_named(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    path = tmp_path / "c.toml"
+    path.write_text(f"[superlink]\ntls_ca = '{ca}'\n[model]\nfamily = 'mlp'\nwidth = 0\n")
+    with pytest.raises(InvalidConfig) as info:
+        config.load(path)
+    text = str(info.value)
+    assert "superlink.tls_ca: expected all of tls_ca, tls_cert, tls_key" in text, text
+    assert "model.features: expected a non-empty list of store feature names" in text, text
+    assert "model.width: expected an integer >= 1. Received: width=0" in text, text
 
 
 def test_check_config_exits_78_on_errors(tmp_path: Path) -> None:

@@ -1,5 +1,8 @@
 """Reading one ``coordinator.toml`` table, collecting every wrong key instead of stopping.
 
+Every table of coordinator.toml is read with it (config.py, health/settings.py; ``[run]``'s
+grouped tables map onto RunSettings, whose own checks name the same dotted keys).
+
 Each getter checks its option, marks it used and, when the value is wrong, records a Keras-style
 message and returns the default so reading goes on; ``done()`` then names unknown options::
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from coordinator.errors import ConfigError
@@ -31,6 +35,14 @@ class Section:
             table = {}
         self._raw: dict[str, Any] = dict(table)
         self._used: set[str] = set()
+
+    def given_any(self) -> bool:
+        """Whether the table sets anything at all."""
+        return bool(self._raw)
+
+    def errors_for(self, prefix: str) -> bool:
+        """Whether an error was recorded for an option starting with ``prefix``."""
+        return any(e.startswith(f"{self.name}.{prefix}") for e in self.errors)
 
     def fail(self, option: str, value: Any, expected: str) -> None:
         key = f"{self.name}.{option}" if option else self.name
@@ -123,6 +135,27 @@ class Section:
             self.fail(option, value, "one of " + ", ".join(repr(c) for c in choices))
             return default
         return value
+
+    def get_str_list(self, option: str, default: list[str] | None = None) -> list[str] | None:
+        """A non-empty list of non-empty strings."""
+        given, value = self._take(option)
+        if not given:
+            return default
+        if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+            self.fail(option, value, "a non-empty list of strings")
+            return default
+        return list(value)
+
+    def get_path(self, option: str, *, kind: str = "file") -> Path | None:
+        """An existing file (``kind="file"``) or directory (``kind="dir"``), ``~`` expanded."""
+        given, value = self._take(option)
+        if not given:
+            return None
+        path = Path(value).expanduser() if isinstance(value, str) and value else None
+        if path is None or not (path.is_dir() if kind == "dir" else path.is_file()):
+            self.fail(option, value, f"an existing {'directory' if kind == 'dir' else 'file'}")
+            return None
+        return path
 
     def done(self) -> None:
         for option, value in self._raw.items():
