@@ -96,6 +96,19 @@ def load(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def raw_rounds(doc: Mapping[str, Any] | None) -> list[Any]:
+    """The round records of a loaded history document, as written (decode each with
+    :meth:`RoundSummary.decode`); empty while there is none."""
+    rounds = doc.get("rounds") if doc else None
+    return rounds if isinstance(rounds, list) else []
+
+
+def run_error(doc: Mapping[str, Any] | None) -> str:
+    """Why the ServerApp ended the run, as it wrote it ("" when it did not say)."""
+    error = doc.get("error") if doc else None
+    return str(error) if error else ""
+
+
 class HistoryError(CoordinatorError):
     """A history document or round that cannot be read; names the field."""
 

@@ -59,7 +59,7 @@ def follow(
     status = "pending"
     while True:
         data = history_file.load(path)
-        rounds = data.get("rounds", []) if data else []
+        rounds = history_file.raw_rounds(data)
         _report(rounds[seen:], on_round)
         seen = max(seen, len(rounds))
         now = time.monotonic()
@@ -69,9 +69,9 @@ def follow(
             next_status = now + STATUS_EVERY_S
             if status.startswith("finished"):
                 data = history_file.load(path) or {}
-                _report(data.get("rounds", [])[seen:], on_round)
+                _report(history_file.raw_rounds(data)[seen:], on_round)
                 if status != "finished:completed":
-                    detail = info.get("status-details") or (data.get("error") if data else "")
+                    detail = info.get("status-details") or history_file.run_error(data)
                     raise RunFailed(f"run {run_id} {status}: {detail}")
                 return data
         if now >= deadline:

@@ -16,16 +16,6 @@ from agent.health.schema import Birth, Health, SchemaError
 STATES: Final = ("init", "ready", "alert", "stale", "disconnected", "lost", "unknown")
 
 
-def _get(doc: dict[str, Any] | None, *path: str) -> Any:
-    """``doc[path[0]][path[1]]...`` or None; the JSON was validated when it was ingested."""
-    value: Any = doc
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
 @dataclass(frozen=True)
 class DeviceRecord:
     """One device. ``health_doc``/``birth_doc`` are the stored (validated) JSON objects;
@@ -64,30 +54,38 @@ class DeviceRecord:
     @property
     def failures(self) -> int:
         """Training failures in a row: the larger of the coordinator's and the device's count."""
-        reported = _get(self.health_doc, "training", "failures_in_row") or 0
-        return max(self.failures_in_row, int(reported))
+        reported = self.health.training.failures_in_row if self.health else 0
+        return max(self.failures_in_row, reported)
 
     @property
     def free_memory_mb(self) -> float | None:
-        return _get(self.health_doc, "memory", "available_mb")
+        return self.health.memory.available_mb if self.health else None
 
     @property
     def cpu_temp_c(self) -> float | None:
-        return _get(self.health_doc, "cpu_temp_c")
+        return self.health.cpu_temp_c if self.health else None
 
     @property
     def throttled_now(self) -> tuple[str, ...]:
         """Names of the firmware throttle flags set right now (empty off a Pi)."""
-        flags = ("under_voltage", "freq_capped", "throttled", "soft_temp_limit")
-        return tuple(name for name in flags if _get(self.health_doc, "throttling", name) is True)
+        t = self.health.throttling if self.health else None
+        if t is None:
+            return ()
+        flags = {
+            "under_voltage": t.under_voltage,
+            "freq_capped": t.freq_capped,
+            "throttled": t.throttled,
+            "soft_temp_limit": t.soft_temp_limit,
+        }
+        return tuple(name for name, on in flags.items() if on)
 
     @property
     def model_version(self) -> str | None:
-        return _get(self.health_doc, "model", "version")
+        return self.health.model.version if self.health and self.health.model else None
 
     def summary(self) -> dict[str, Any]:
         """A flat JSON-ready row for the fleet table, dashboard and ``fleet --json``."""
-        h = self.health_doc
+        h = self.health
         return {
             "device_id": self.device_id,
             "fleet": self.fleet,
@@ -100,24 +98,24 @@ class DeviceRecord:
             "silent_s": round(self.silent_s, 1),
             "interval_s": self.interval_s,
             "node_id": self.node_id,
-            "board": _get(self.birth_doc, "board"),
-            "cpu_pct": _get(h, "cpu_pct"),
+            "board": self.birth.board if self.birth else None,
+            "cpu_pct": h.cpu_pct if h else None,
             "cpu_temp_c": self.cpu_temp_c,
             "throttled": list(self.throttled_now),
-            "memory_pct": _get(h, "memory", "pct"),
+            "memory_pct": h.memory.pct if h else None,
             "memory_available_mb": self.free_memory_mb,
-            "rss_mb": _get(h, "rss_mb"),
+            "rss_mb": h.rss_mb if h else None,
             "model_version": self.model_version,
-            "training_state": _get(h, "training", "state"),
+            "training_state": h.training.state if h else None,
             "last_round": self._last_round(),
-            "last_outcome": self.last_outcome or _get(h, "training", "last_outcome"),
+            "last_outcome": self.last_outcome or (h.training.last_outcome if h else None),
             "failures_in_row": self.failures,
-            "inference_p95_ms": _get(h, "inference", "p95_ms"),
-            "outbox_dropped": _get(h, "outbox", "dropped"),
+            "inference_p95_ms": h.inference.p95_ms if h else None,
+            "outbox_dropped": h.outbox.dropped if h else None,
         }
 
     def _last_round(self) -> int | None:
-        reported = _get(self.health_doc, "training", "round")
+        reported = self.health.training.round if self.health else None
         rounds = [r for r in (self.last_round, reported) if isinstance(r, int)]
         return max(rounds) if rounds else None
 
