@@ -1,4 +1,4 @@
-"""Federated benchmarks on loopback (DESIGN §4, issue 4 item 6); one Markdown table per part.
+"""Federated benchmarks on loopback (docs/federated.md); one Markdown table per part.
 
 Parts (``--parts``, comma separated, all by default):
 
