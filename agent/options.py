@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from agent.errors import ConfigError
+from orchard_common.expected import bounds
 
 _REQUIRED: Final = object()
 _COLLECTING: ContextVar[bool] = ContextVar("orchard_config_collecting", default=False)
@@ -213,7 +214,7 @@ def _int(
         if ok and choices is not None and value not in choices:
             raise ConfigError(key, value, f"one of {', '.join(map(str, choices))}")
         if not ok or (low is not None and value < low) or (high is not None and value > high):
-            raise ConfigError(key, value, f"an integer{_bounds(low, high)}")
+            raise ConfigError(key, value, f"an integer{bounds(low, high)}")
         return int(value)
 
     return check
@@ -227,7 +228,7 @@ def _float(
         ok = ok and math.isfinite(value) and not (positive and value <= 0)
         if not ok or (low is not None and value < low) or (high is not None and value > high):
             what = "a positive number" if positive else "a finite number"
-            raise ConfigError(key, value, f"{what}{_bounds(low, high)}")
+            raise ConfigError(key, value, f"{what}{bounds(low, high)}")
         return float(value)
 
     return check
@@ -293,13 +294,3 @@ def _path(key: str, kind: str) -> Callable[[Any], Path]:
         return path
 
     return check
-
-
-def _bounds(low: float | None, high: float | None) -> str:
-    if low is not None and high is not None:
-        return f" in [{low}, {high}]"
-    if low is not None:
-        return f" >= {low}"
-    if high is not None:
-        return f" <= {high}"
-    return ""

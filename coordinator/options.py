@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from coordinator.errors import ConfigError
+from orchard_common.expected import bounds
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ class Section:
             return default
         ok = isinstance(value, int) and not isinstance(value, bool)
         if not ok or (low is not None and value < low) or (high is not None and value > high):
-            self.fail(option, value, f"an integer{_bounds(low, high)}")
+            self.fail(option, value, f"an integer{bounds(low, high)}")
             return default
         return int(value)
 
@@ -73,7 +74,7 @@ class Section:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         ok = ok and math.isfinite(value)
         if not ok or (low is not None and value < low) or (high is not None and value > high):
-            self.fail(option, value, f"a finite number{_bounds(low, high)}")
+            self.fail(option, value, f"a finite number{bounds(low, high)}")
             return default
         return float(value)
 
@@ -93,7 +94,7 @@ class Section:
             return None
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if not ok or (low is not None and value < low) or (high is not None and value > high):
-            self.fail(option, value, f"a finite number{_bounds(low, high)} or false (off)")
+            self.fail(option, value, f"a finite number{bounds(low, high)} or false (off)")
             return default
         return float(value)
 
@@ -111,7 +112,7 @@ class Section:
             or not isinstance(value, int)
             or (low is not None and value < low)
         ):
-            self.fail(option, value, f"an integer{_bounds(low, None)} or false (off)")
+            self.fail(option, value, f"an integer{bounds(low, None)} or false (off)")
             return default
         return int(value)
 
@@ -162,13 +163,3 @@ class Section:
             if option not in self._used:
                 known = ", ".join(sorted(self._used))
                 self.fail(option, value, f"a known option ({known})")
-
-
-def _bounds(low: float | None, high: float | None) -> str:
-    if low is not None and high is not None:
-        return f" in [{low}, {high}]"
-    if low is not None:
-        return f" >= {low}"
-    if high is not None:
-        return f" <= {high}"
-    return ""
