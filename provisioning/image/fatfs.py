@@ -8,6 +8,7 @@ without mounting and without root.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +28,18 @@ class BootFs(Protocol):
         ...
 
     def delete(self, path: str) -> None: ...
+
+    def free_bytes(self) -> int:
+        """Free space on the partition."""
+        ...
+
+    def size_of(self, path: str) -> int:
+        """The file's size, 0 when it does not exist."""
+        ...
+
+
+_FREE = re.compile(r"(\d[\d ,.]*) bytes free")
+_TOTAL = re.compile(r"\d+ files?\s+(\d[\d ,.]*) bytes")
 
 
 class MtoolsFs:
@@ -74,3 +87,17 @@ class MtoolsFs:
     def delete(self, path: str) -> None:
         if self._exists(path):
             self._run("mdel", "-i", self.drive, f"::{path}")
+
+    def free_bytes(self) -> int:
+        listing = self._run("mdir", "-i", self.drive, "::/").stdout.decode(errors="replace")
+        found = _FREE.search(listing)
+        if found is None:
+            raise ImageError(f"mdir did not say how much space the boot partition has: {listing}")
+        return int(re.sub(r"[ ,.]", "", found.group(1)))
+
+    def size_of(self, path: str) -> int:
+        if not self._exists(path):
+            return 0
+        listing = self._run("mdir", "-i", self.drive, f"::{path}").stdout.decode(errors="replace")
+        found = _TOTAL.search(listing)
+        return int(re.sub(r"[ ,.]", "", found.group(1))) if found else 0

@@ -81,6 +81,24 @@ class ImageTarget:
         written["cmdline.txt"] = firstboot.edit_cmdline(
             cmdline.decode(), firstrun=flavour == "bookworm"
         ).encode()
+        _check_room(boot, written)
         for path, data in written.items():
             boot.write(path, data)
         return [f"boot:/{path}" for path in written], flavour
+
+
+MARGIN = 1024 * 1024  # FAT clusters and directory entries: never fill the partition to the byte
+
+
+def _check_room(boot: BootFs, written: dict[str, bytes]) -> None:
+    """Refuse before writing anything when the files do not fit on the boot partition."""
+    needed = sum(len(data) - boot.size_of(path) for path, data in written.items())
+    free = boot.free_bytes()
+    if needed + MARGIN > free:
+        payload = len(written[firstboot.PAYLOAD])
+        raise ImageError(
+            f"boot partition: expected room for the first-boot files ({needed / 2**20:.0f} MiB, "
+            f"of which {firstboot.PAYLOAD} {payload / 2**20:.0f} MiB with the wheelhouse). "
+            f"Received: {free / 2**20:.0f} MiB free. Provision with --package "
+            "'orchard-fl[agent]' (no TensorFlow, ~90 MB), or use the rootfs or ssh target"
+        )

@@ -17,6 +17,7 @@ from provisioning import paths, tree
 from provisioning.ca import FleetCA
 from provisioning.errors import ImageError
 from provisioning.image import firstboot
+from provisioning.image.fatfs import MtoolsFs
 from provisioning.image.mbr import boot_partition
 from provisioning.options import DeviceSettings
 from provisioning.plan import Plan, build_plan
@@ -26,6 +27,7 @@ from tests.provisioning.images import (
     BOOT_SIZE,
     BOOT_START,
     CMDLINE,
+    MIB,
     build_image,
     fat_check,
     fat_read,
@@ -152,3 +154,32 @@ def test_firstrun_cleanup_keeps_the_cgroup_flags(tmp_path: Path) -> None:
     cmdline.write_text(edited)
     subprocess.run(["sed", "-i", "s| systemd.run.*||g", str(cmdline)], check=True, timeout=30)
     assert cmdline.read_text() == CMDLINE.strip() + " cgroup_enable=memory cgroup_memory=1\n"
+
+
+def test_the_fat_partition_reports_its_free_space_and_file_sizes(tmp_path: Path) -> None:
+    image = build_image(tmp_path / "in")
+    fs = MtoolsFs(image, BOOT_START)
+    free = fs.free_bytes()
+    assert BOOT_SIZE - 4 * MIB < free < BOOT_SIZE, free
+    fs.write("orchard/blob.bin", b"x" * 100_000)
+    assert fs.size_of("orchard/blob.bin") == 100_000 and fs.size_of("nope.txt") == 0
+    assert free - 110_000 < fs.free_bytes() <= free - 100_000
+
+
+def test_a_boot_partition_without_room_is_refused_before_anything_is_written(
+    tmp_path: Path, fleet_ca: FleetCA, make_options: Callable[..., DeviceSettings]
+) -> None:
+    """A Pi OS boot partition too full for the wheelhouse: named sizes, nothing written."""
+    image = build_image(tmp_path / "in")
+    fs = MtoolsFs(image, BOOT_START)
+    fs.write("filler.bin", b"\0" * (fs.free_bytes() - 512 * 1024))
+    before = image.read_bytes()
+    opts = make_options()
+    plan = build_plan(opts, fleet_ca.issue(opts.device_id))
+    out = tmp_path / "full.img"
+    with pytest.raises(ImageError) as info:
+        get("image")(image=image, out=out).apply(plan)
+    text = str(info.value)
+    assert text.startswith("boot partition: expected room for the first-boot files"), text
+    assert "Received: 0 MiB free" in text and "--package 'orchard-fl[agent]'" in text, text
+    assert not out.exists() and image.read_bytes() == before
