@@ -21,4 +21,4 @@ if [ "${1:-}" = --train ]; then
     shift
     export ORCHARD_BOARD_TRAIN=1
 fi
-exec .venv/bin/python -m pytest -n 0 -m board -rs tests/board/test_board.py "$@"
+exec .venv/bin/python -m pytest -n 0 -m board -rs tests/board "$@"

@@ -114,10 +114,10 @@ class BaseImage:
         return float(self.facts.get("build_seconds", 0.0))  # type: ignore[arg-type]
 
 
-# mmdebstrap hooks (tests/board/hooks/): --essential-hook writes /etc/fstab before the kernel
-# and its initramfs are installed (initramfs-tools reads it to put fsck.ext4 into the
-# initramfs, so a root file system left dirty by a power cut is checked at the next boot, as
-# on Pi OS); --customize-hook does the rest.
+# mmdebstrap hooks (tests/board/hooks/): --essential-hook writes /etc/fstab before the other
+# packages are configured, --customize-hook does the rest. The root file system is checked at
+# every boot by systemd-fsck-root (the initramfs mounts it read-only; it carries no fsck,
+# because initramfs-tools cannot tell the root's type inside the build chroot).
 HOOKS = Path(__file__).with_name("hooks")
 ESSENTIAL = (HOOKS / "essential.sh").read_text()
 CUSTOMIZE = (HOOKS / "customize.sh").read_text()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -58,7 +59,7 @@ class Network:
     guestfwd: tuple[GuestForward, ...] = ()
     # "chardev": guestfwd=...-tcp:127.0.0.1:PORT (one host connection for QEMU's lifetime);
     # "cmd": guestfwd=...-cmd:<python> connector.py 127.0.0.1 PORT, one per board connection.
-    connector: str = "cmd"
+    connector: str = field(default_factory=lambda: os.environ.get("ORCHARD_BOARD_CONNECTOR", "cmd"))
 
 
 _HOSTFWD = re.compile(r"tcp:127\.0\.0\.1:\d{1,5}-:\d{1,5}")

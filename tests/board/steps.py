@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.board.qemu import Boot, fat_read
+from tests.board.qemu import Boot, GuestForward, Network, fat_read
 
 MQTT_IP = "10.0.2.100"  # the laptop's broker, as the board sees it (guestfwd)
 SUPERLINK_IP = "10.0.2.101"  # the laptop's Flower SuperLink, as the board sees it (guestfwd)
@@ -41,3 +41,15 @@ def after_firstrun(image: Path) -> str:
     assert fat_read(image, "orchard/payload.tar") is None, "payload.tar left on the FAT partition"
     assert fat_read(image, "firstrun.sh") is None, "firstrun.sh left on the FAT partition"
     return cmdline
+
+
+def laptop_network(http_port: int, mqtt_port: int, superlink_port: int) -> Network:
+    """The board's NIC: its HTTP port on the host's 127.0.0.1:``http_port``, and the laptop's
+    Mosquitto and SuperLink (on 127.0.0.1) at MQTT_IP:1883 and SUPERLINK_IP:9092."""
+    return Network(
+        hostfwd=((http_port, 8765),),
+        guestfwd=(
+            GuestForward(MQTT_IP, 1883, mqtt_port),
+            GuestForward(SUPERLINK_IP, 9092, superlink_port),
+        ),
+    )

@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coordinator.federation.superlink import SuperLink
+from coordinator.federation.superlink import SuperLink, SuperLinkSettings
 from tests.agent.health.helpers import Collector
 from tests.board import guest
 from tests.board.conftest import Artifacts, MakeBoard
-from tests.board.qemu import BoardError, Boot, GuestForward, Network
+from tests.board.qemu import BoardError, Boot
 from tests.board.steps import (
     INSTALL_READY_S,
     MQTT_IP,
@@ -30,6 +30,7 @@ from tests.board.steps import (
     SUPERLINK_IP,
     after_firstrun,
     firstrun,
+    laptop_network,
 )
 from tests.brokers import MosquittoBroker, free_port
 
@@ -51,13 +52,7 @@ def test_first_boot_serves_predictions_and_reports_health(
     )
     board, device = made.board, made.device_id
     http_port = free_port()
-    network = Network(
-        hostfwd=((http_port, 8765),),
-        guestfwd=(
-            GuestForward(MQTT_IP, 1883, mosquitto_broker.port),
-            GuestForward(SUPERLINK_IP, 9092, superlink.settings.port),
-        ),
-    )
+    network = laptop_network(http_port, mosquitto_broker.port, superlink.settings.port)
     collector = Collector(mosquitto_broker.port, (f"orchard/v1/{device}/#",))
     figures: dict[str, object] = {"provision_s": round(made.provision_s, 1)}
     try:
@@ -241,17 +236,31 @@ def _wait_console(boot: Boot, text: str, timeout: float) -> float:
 
 
 def test_power_cut_during_offline_install_then_next_boot_finishes(
-    make_board: MakeBoard, board_artifacts: Artifacts
+    make_board: MakeBoard,
+    mosquitto_broker: MosquittoBroker,
+    board_artifacts: Artifacts,
+    tmp_path: Path,
 ) -> None:
     """No network at all (no NIC), and the power cut twice: mid-install, then right after the
     installer recorded the install as done. The next boot completes it, every installed file is
     what pip's RECORD says, and the agent is never started half-installed.
 
-    The wheelhouse is on the image, so the install never needs a network.
+    The wheelhouse is on the image, so the install never needs a network. Then the cable goes
+    in, while the laptop's broker and SuperLink are still down: the board serves anyway, and
+    joins both once they come up.
     """
-    made = make_board("board-2", mqtt=f"mqtt://{MQTT_IP}:1883")
-    board = made.board
+    made = make_board(
+        "board-2",
+        mqtt=f"mqtt://{MQTT_IP}:1883",
+        extra=("--coordinator", f"{SUPERLINK_IP}:9092", "--insecure"),
+    )
+    board, device = made.board, made.device_id
     figures: dict[str, object] = {}
+    mosquitto_broker.stop()  # the laptop is not up yet: both forwards lead nowhere
+    link = SuperLink(SuperLinkSettings(port=free_port(), workdir=tmp_path / "superlink"))
+    http_port = free_port()
+    network = laptop_network(http_port, mosquitto_broker.port, link.settings.port)
+    collector: Collector | None = None
     try:
         firstrun(board.boot(None))
         after_firstrun(board.image)
@@ -269,7 +278,7 @@ def test_power_cut_during_offline_install_then_next_boot_finishes(
         for boot in (boot2, boot3):
             assert "orchard-agent.service: Main process exited" not in boot.console_text()
 
-        boot4 = board.boot(None)
+        boot4 = board.boot(network)  # the cable is in; the coordinator is still down
         agent = guest.wait_agent_ready(boot4, INSTALL_READY_S)
         qga = boot4.qga
         figures["installer_after_second_cut"] = [
@@ -299,10 +308,35 @@ def test_power_cut_during_offline_install_then_next_boot_finishes(
             timeout=120,
         )
         assert '"model_loaded"' in health, health
+
+        # Serving from the laptop with the coordinator down; then it comes up and the board
+        # joins it: birth and health on its broker, the SuperNode connected to its SuperLink.
+        client = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=120)
+        down = client.get("/healthz").json()
+        assert (down.get("federation") or {}).get("supernode") != "connected", down
+        mosquitto_broker.start()
+        link.start()
+        up = time.monotonic()
+        collector = Collector(mosquitto_broker.port, (f"orchard/v1/{device}/#",))
+        deadline = time.monotonic() + 900
+        while not (collector.on("/birth") and collector.on("/health")):
+            assert time.monotonic() < deadline, guest.diagnose(boot4)
+            time.sleep(2)
+        figures["mqtt_joined_after_coordinator_up_s"] = round(time.monotonic() - up, 1)
+        while (client.get("/healthz").json().get("federation") or {}).get(
+            "supernode"
+        ) != "connected":
+            assert time.monotonic() < deadline, guest.diagnose(boot4)
+            time.sleep(5)
+        figures["supernode_joined_after_coordinator_up_s"] = round(time.monotonic() - up, 1)
+        assert guest.unit(qga, guest.AGENT)["NRestarts"] == "0"
         board_artifacts.record(power_cut_offline=figures)
     except BaseException:
         if board.boots:
             (made.workdir / "diagnosis.log").write_text(guest.diagnose(board.boots[-1]))
         raise
     finally:
+        if collector is not None:
+            collector.close()
         board.kill()
+        link.stop()

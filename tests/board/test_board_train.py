@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from coordinator.federation.superlink import SuperLink
 from tests.board import guest
 from tests.board.conftest import Artifacts, MakeBoard
-from tests.board.qemu import GuestForward, Network
-from tests.board.steps import INSTALL_READY_S, MQTT_IP, SUPERLINK_IP, firstrun
+from tests.board.steps import INSTALL_READY_S, MQTT_IP, SUPERLINK_IP, firstrun, laptop_network
 from tests.brokers import MosquittoBroker, free_port
 
 pytestmark = [pytest.mark.board, pytest.mark.slow, pytest.mark.timeout(4 * 60 * 60)]
@@ -49,17 +49,16 @@ idle_timeout_s = 3600
 def test_board_trains_one_flower_round_against_the_host_coordinator(
     make_board: MakeBoard,
     mosquitto_broker: MosquittoBroker,
+    superlink: SuperLink,
     board_artifacts: Artifacts,
     tmp_path: Path,
 ) -> None:
     """orchard-fl[agent,train] on a 1 GB board, one FedAvg round from a SuperLink on the host."""
     from coordinator.federation.runconfig import RunSettings
     from coordinator.federation.submit import follow, submit
-    from coordinator.federation.superlink import SuperLink, SuperLinkSettings
     from models import synthetic
 
-    link = SuperLink(SuperLinkSettings(port=free_port(), workdir=tmp_path / "superlink"))
-    link.start()
+    link = superlink
     made = make_board(
         "board-3",
         mqtt=f"mqtt://{MQTT_IP}:1883",
@@ -70,13 +69,7 @@ def test_board_trains_one_flower_round_against_the_host_coordinator(
     )
     board = made.board
     http_port = free_port()
-    network = Network(
-        hostfwd=((http_port, 8765),),
-        guestfwd=(
-            GuestForward(MQTT_IP, 1883, mosquitto_broker.port),
-            GuestForward(SUPERLINK_IP, 9092, link.settings.port),
-        ),
-    )
+    network = laptop_network(http_port, mosquitto_broker.port, link.settings.port)
     figures: dict[str, object] = {"provision_s": round(made.provision_s, 1)}
     try:
         firstrun(board.boot(network))
@@ -110,12 +103,22 @@ def test_board_trains_one_flower_round_against_the_host_coordinator(
         figures["round_s"] = round(time.monotonic() - started, 1)
         figures["history"] = history
         rounds = history.get("rounds") or []
-        assert rounds and not rounds[0].get("failures"), history
+        assert rounds and rounds[0].get("failures") == 0, history
+        assert len(rounds[0].get("selected") or []) == 1, history
+        trainer = guest.unit(boot.qga, guest.TRAINER)
         peak = boot.qga.exec(
             "cat /sys/fs/cgroup/system.slice/orchard-trainer.service/memory.peak 2>/dev/null"
         ).out.strip()
-        figures["trainer_memory_peak_mb"] = round(int(peak) / 2**20, 1) if peak else None
-        figures["exposure_trainer"] = guest.exposure(boot.qga, guest.TRAINER)[0]
+        figures.update(
+            trainer_state=trainer.get("ActiveState"),
+            trainer_memory_peak_mb=round(int(peak) / 2**20, 1) if peak else None,
+            trainer_memory_max=boot.qga.sh(
+                "systemctl show -p MemoryMax --value orchard-trainer.service"
+            ).strip(),
+            footprint_during_run=guest.footprint(boot.qga),
+            healthz_trainer=client.get("/healthz").json().get("trainer"),
+            exposure_trainer=guest.exposure(boot.qga, guest.TRAINER)[0],
+        )
         board_artifacts.record(train=figures)
     except BaseException:
         if board.boots:
@@ -123,4 +126,3 @@ def test_board_trains_one_flower_round_against_the_host_coordinator(
         raise
     finally:
         board.kill()
-        link.stop()
