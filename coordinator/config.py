@@ -106,8 +106,8 @@ def _model(sec: Section) -> ModelSpec | None:
     features = sec.get_str_list("features")
     family = sec.get_str("family", "mlp")
     task = sec.get_str("task", "classify")
-    labels = sec.get_str_list("labels", [])
-    outputs = sec.get_str_list("outputs", [])
+    labels = sec.get_str_list("labels", [], empty=True)
+    outputs = sec.get_str_list("outputs", [], empty=True)
     window = sec.get_int("window", 0, low=0)
     width = sec.get_int("width", 32, low=1)
     sec.get_int("units", 0, low=0)  # accepted for older files; the family decides

@@ -137,13 +137,18 @@ class Section:
             return default
         return value
 
-    def get_str_list(self, option: str, default: list[str] | None = None) -> list[str] | None:
-        """A non-empty list of non-empty strings."""
+    def get_str_list(
+        self, option: str, default: list[str] | None = None, *, empty: bool = False
+    ) -> list[str] | None:
+        """A list of non-empty strings; an empty list only with ``empty=True``."""
         given, value = self._take(option)
         if not given:
             return default
-        if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
-            self.fail(option, value, "a non-empty list of strings")
+        ok = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+        if not ok or not (value or empty):
+            self.fail(
+                option, value, "a list of strings" if empty else "a non-empty list of strings"
+            )
             return default
         return list(value)
 

@@ -68,3 +68,16 @@ def test_check_config_exits_78_on_errors(tmp_path: Path) -> None:
         [exe, "check-config", str(EXAMPLE)], capture_output=True, text=True, timeout=60
     )
     assert good.returncode == 0 and "OK" in good.stdout
+
+
+def test_a_regression_model_may_list_no_labels(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[model]\nfamily = 'mlp'\ntask = 'regress'\nfeatures = ['temp_c']\n"
+        "labels = []\noutputs = ['co2_ppm']\n"
+    )
+    model = config.load(path).model
+    assert model is not None and model.labels == () and model.outputs == ("co2_ppm",)
+    path.write_text("[model]\nfeatures = ['temp_c']\nlabels = ['a', 3]\n")
+    with pytest.raises(InvalidConfig, match=r"model.labels: expected a list of strings"):
+        config.load(path)
