@@ -5,7 +5,6 @@ Names, counts and figures only; never a sensor reading (docs/architecture.md, MQ
 
 from __future__ import annotations
 
-import dataclasses
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, cast
 
@@ -23,6 +22,7 @@ from agent.sensors.status import SensorState
 
 if TYPE_CHECKING:
     from agent.config import AgentSettings
+    from agent.federation.status import Supernode, TrainerStatus
     from agent.federation.supernode import SupernodeSupervisor
     from agent.federation.trainer_supervisor import TrainerSupervisor
     from agent.metrics import AgentMetrics
@@ -46,42 +46,34 @@ def health_sections(
     supernode: SupernodeSupervisor | None,
 ) -> HealthParts:
     status = sampler.status()
-    predictor = slots.current()
-    parts = HealthParts(
-        model=None
-        if predictor is None
-        else ModelInfo(
-            predictor.manifest.version, predictor.manifest.sha256, predictor.manifest.quantization
-        ),
+    predictor = slots.current()  # one read: a swap may happen between two
+    m = None if predictor is None else predictor.manifest
+    return HealthParts(
+        model=None if m is None else ModelInfo(m.version, m.sha256, m.quantization),
         inference=metrics.inference_stats(),
         sensors=Sensors(
             rate_hz=round(sum(s.rate_hz for s in status.values()), 3),
             rejected=sum(s.rejected_total for s in status.values()),
             failed=tuple(sorted(n for n, s in status.items() if s.state == SensorState.DISABLED)),
         ),
+        training=None if trainer is None else _training(trainer.current_status()),
+        federation=None if supernode is None else _federation(supernode.info()),
     )
-    if trainer is not None:
-        t = trainer.current_status()
-        parts = dataclasses.replace(
-            parts,
-            training=Training(
-                state=_TRAINER_STATE.get(t.state, t.state),
-                round=t.round,
-                last_duration_s=t.last_duration_s,
-                peak_rss_mb=t.peak_rss_mb,
-                last_outcome=t.last_outcome,
-                failures_in_row=t.failures_in_row,
-            ),
-        )
-    if supernode is not None:
-        info = supernode.info()
-        parts = dataclasses.replace(
-            parts,
-            federation=Federation(
-                cast(SupernodeState, info.supernode), info.node_id, info.restarts
-            ),
-        )
-    return parts
+
+
+def _training(t: TrainerStatus) -> Training:
+    return Training(
+        state=_TRAINER_STATE.get(t.state, t.state),
+        round=t.round,
+        last_duration_s=t.last_duration_s,
+        peak_rss_mb=t.peak_rss_mb,
+        last_outcome=t.last_outcome,
+        failures_in_row=t.failures_in_row,
+    )
+
+
+def _federation(info: Supernode) -> Federation:
+    return Federation(cast(SupernodeState, info.supernode), info.node_id, info.restarts)
 
 
 def birth_facts(cfg: AgentSettings, capabilities: list[str]) -> BirthParts:

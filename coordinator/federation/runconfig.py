@@ -229,12 +229,9 @@ def _flat(group: str, name: str) -> str:
 def _flat_names() -> dict[str, tuple[str | None, str]]:
     """Flat name -> (group or None, field name in it)."""
     out: dict[str, tuple[str | None, str]] = {}
-    for f in dataclasses.fields(RunSettings):
-        if f.name in GROUPS:
-            for g in dataclasses.fields(GROUPS[f.name][0]):
-                out[_flat(f.name, g.name)] = (f.name, g.name)
-        else:
-            out[f.name] = (None, f.name)
+    for dotted, flat, *_ in RunSettings().leaves():
+        group, _, name = dotted.rpartition(".")
+        out[flat] = (group or None, name)
     return out
 
 
