@@ -16,17 +16,15 @@ from typing import Any
 from agent.errors import AgentError
 from agent.federation.status import DISABLED as DISABLED
 from agent.federation.status import StatusError, Supernode, Trainer, TrainerStatus
+from agent.health.schema import ModelInfo
 
 
 class HealthzError(AgentError):
     """A ``/healthz`` document that does not fit :class:`Healthz`."""
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    version: str
-    sha256: str
-    quantization: str
+# The serving model, as /healthz and the health messages both name it.
+ModelRef = ModelInfo
 
 
 @dataclass(frozen=True)
