@@ -22,16 +22,25 @@ logger = logging.getLogger(__name__)
 
 
 def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None, timeout: float) -> None:
-    """Terminate ``proc`` (if it still runs), then kill it after ``timeout`` seconds."""
+    """Terminate ``proc`` (if it still runs), then kill it after ``timeout`` seconds.
+
+    Never raises for a slow death: a killed process that the kernel has not let go of within
+    another ``timeout`` (uninterruptible I/O on a loaded machine) is logged, and reaped by the
+    next ``poll()``.
+    """
     if proc is None or proc.poll() is not None:
         return
     proc.terminate()
     try:
         proc.wait(timeout)
+        return
     except subprocess.TimeoutExpired:
         logger.warning("pid %d ignored SIGTERM for %.0f s: killing it", proc.pid, timeout)
-        proc.kill()
+    proc.kill()
+    try:
         proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        logger.error("pid %d still there %.0f s after SIGKILL", proc.pid, timeout)
 
 
 @dataclass

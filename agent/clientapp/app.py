@@ -21,6 +21,7 @@ optional ``sysfs-root`` (tests point it at a fake sysfs tree).
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,9 @@ from agent.federation.round_config import DeviceRunConfig, LocalDp, RoundConfig
 from agent.federation.trainer_api import TrainerMessageError, TrainerRequest, TrainParams
 
 logger = logging.getLogger(__name__)
+# How long a caller whose trainer connection closed waits for the supervisor to record why:
+# it waits up to 10 s for a killed trainer to die before it records (trainer_supervisor.py).
+STOP_RECORDED_S = 15.0
 
 app = ClientApp()
 
@@ -175,6 +179,7 @@ def _round(
         personalize=cfg.federation.personalize,
     )
     frozen = this.frozen_arrays
+    sent_at = time.time()
     try:
         reply, out = trainer_api.call(
             str(cfg.federation.trainer_socket),
@@ -185,7 +190,9 @@ def _round(
     except TrainerMessageError as exc:
         raise RoundFailed(ErrorCode.TRAINER_FAILED, str(exc)) from exc
     except wire.WireError as exc:
-        after = status.read(status_path)
+        # Why the trainer went: the supervisor records a kill before it, or (trainer frozen
+        # holding the status lock) right after; wait that long at most.
+        after = status.stop_recorded(status_path, sent_at, STOP_RECORDED_S)
         if after.over_budget:
             raise RoundFailed(
                 ErrorCode.OVER_BUDGET,

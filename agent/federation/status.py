@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,30 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def stop_recorded(
+    path: Path,
+    since: float,
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    pause: Callable[[float], None] = time.sleep,
+) -> TrainerStatus:
+    """The status once a stop of the trainer after ``since`` (wall time) is recorded, or as it
+    is after ``timeout`` seconds.
+
+    For a caller whose trainer connection just closed: the supervisor records why it killed
+    the trainer before the kill, except when the frozen trainer held the status lock; then it
+    records right after the kill, which is what closed the connection. Polls every 0.1 s.
+    """
+    deadline = clock() + timeout
+    while True:
+        current = read(path)
+        recorded = current.state == "stopped" and (current.updated or 0.0) >= since
+        if recorded or clock() >= deadline:
+            return current
+        pause(0.1)
 
 
 def path_for(state_dir: Path) -> Path:

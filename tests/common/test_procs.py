@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -36,6 +37,38 @@ def test_stop_kills_a_child_that_ignores_sigterm() -> None:
     procs.stop(proc, timeout=0.5)
     assert proc.returncode == -signal.SIGKILL
     assert time.monotonic() - started < 10
+
+
+class _Unkillable:
+    """A process handle whose process outlives SIGKILL (uninterruptible I/O, as on a loaded
+    board): only the handle is fake, no real process can be made to do this on demand."""
+
+    pid = 4242
+    args = ("trainer",)
+
+    def __init__(self) -> None:
+        self.signals: list[str] = []
+
+    def poll(self) -> int | None:
+        return None
+
+    def terminate(self) -> None:
+        self.signals.append("TERM")
+
+    def kill(self) -> None:
+        self.signals.append("KILL")
+
+    def wait(self, timeout: float | None = None) -> int:
+        raise subprocess.TimeoutExpired(self.args, timeout or 0)
+
+
+def test_stop_logs_and_returns_when_a_killed_child_is_slow_to_go(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handle = _Unkillable()
+    procs.stop(cast("subprocess.Popen[bytes]", handle), timeout=0.01)
+    assert handle.signals == ["TERM", "KILL"]
+    assert "pid 4242 still there 0 s after SIGKILL" in caplog.text
 
 
 def test_stop_leaves_nothing_to_do_for_a_finished_or_missing_child() -> None:

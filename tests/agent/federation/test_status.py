@@ -143,3 +143,46 @@ def test_a_held_lock_is_an_error_not_a_hang(
     finally:
         os.close(fd)
     assert status.update(path, state="idle").state == "idle"
+
+
+class _Clock:
+    """A fake monotonic clock; ``pause`` advances it and may run what happens meanwhile."""
+
+    def __init__(self, meanwhile: Any = None) -> None:
+        self.now = 0.0
+        self.pauses = 0
+        self.meanwhile = meanwhile
+
+    def __call__(self) -> float:
+        return self.now
+
+    def pause(self, seconds: float) -> None:
+        self.now += seconds
+        self.pauses += 1
+        if self.meanwhile is not None:
+            self.meanwhile(self.pauses)
+
+
+def test_a_stop_recorded_after_the_call_is_returned_as_soon_as_it_is_there(tmp_path: Path) -> None:
+    path = status.path_for(tmp_path)
+    status.update(path, state="training", pid=42, run_id="r", round=1)
+    since = status.read(path).updated or 0.0
+
+    def supervisor_records(pauses: int) -> None:  # the kill is recorded on the third poll
+        if pauses == 3:
+            status.update(path, state="stopped", pid=None, last_outcome="over_time")
+
+    clock = _Clock(supervisor_records)
+    after = status.stop_recorded(path, since, 15.0, clock=clock, pause=clock.pause)
+    assert after.over_budget and after.last_outcome == "over_time"
+    assert clock.pauses == 3
+
+
+def test_without_a_recorded_stop_the_wait_ends_at_its_timeout(tmp_path: Path) -> None:
+    path = status.path_for(tmp_path)
+    status.update(path, state="stopped", last_outcome="over_time")  # an older stop
+    since = (status.read(path).updated or 0.0) + 1.0  # the call was sent after it
+    clock = _Clock()
+    after = status.stop_recorded(path, since, 15.0, clock=clock, pause=clock.pause)
+    assert 15.0 <= clock.now < 15.2  # float steps of 0.1: 150 or 151 polls
+    assert after.last_outcome == "over_time"  # the caller sees the old outcome as it is
