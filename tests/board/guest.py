@@ -6,10 +6,15 @@ import io
 import re
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
 
 from tests.board.qemu import Boot
 from tests.board.qga import GuestAgent, GuestAgentError
+from tests.waiting import wait_until
 
 AGENT = "orchard-agent.service"
 FIRSTBOOT = "orchard-firstboot.service"
@@ -65,6 +70,32 @@ def diagnose(boot: Boot) -> str:
 
 class AgentNotReady(AssertionError):
     pass
+
+
+T = TypeVar("T")
+
+
+def wait(boot: Boot, condition: Callable[[], T | None], timeout: float, what: str) -> T:
+    """The suite's ``wait_until`` every 2 s (each look costs emulated CPU), failing with the
+    board's diagnosis."""
+    try:
+        return wait_until(condition, timeout, what, every=2.0)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{diagnose(boot)}") from None
+
+
+def healthz(client: httpx.Client) -> dict[str, Any]:
+    """``GET /healthz`` through the host's forward."""
+    doc: dict[str, Any] = client.get("/healthz").json()
+    return doc
+
+
+def supernode_connected(client: httpx.Client) -> bool:
+    return (healthz(client).get("federation") or {}).get("supernode") == "connected"
+
+
+def model_loaded(client: httpx.Client) -> bool:
+    return bool(healthz(client)["model_loaded"])
 
 
 def wait_agent_ready(boot: Boot, timeout: float, *, allow_restarts: bool = False) -> dict[str, str]:

@@ -103,13 +103,12 @@ def test_first_boot_serves_predictions_and_reports_health(
         figures["agent_version"] = version.strip()
 
         # The laptop sees the board: birth and health on its Mosquitto.
-        deadline = time.monotonic() + 600
-        while not (collector.on("/birth") and collector.on("/health")):
-            assert time.monotonic() < deadline, (
-                f"no birth/health from the board on the host's Mosquitto: "
-                f"{[m.topic for m in collector.messages]}\n{guest.diagnose(boot2)}"
-            )
-            time.sleep(2)
+        guest.wait(
+            boot2,
+            lambda: collector.on("/birth") and collector.on("/health"),
+            600,
+            "birth and health from the board on the host's Mosquitto",
+        )
         birth = collector.on("/birth")[-1].json()
         health = collector.on("/health")[-1].json()
         figures["birth"] = birth
@@ -118,24 +117,16 @@ def test_first_boot_serves_predictions_and_reports_health(
         # The SuperNode (the agent's child, under the agent unit's hardening) joins the
         # laptop's SuperLink through guestfwd.
         client = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=120)
-        deadline = time.monotonic() + 900
-        while (client.get("/healthz").json().get("federation") or {}).get(
-            "supernode"
-        ) != "connected":
-            assert time.monotonic() < deadline, guest.diagnose(boot2)
-            time.sleep(5)
+        guest.wait(boot2, lambda: guest.supernode_connected(client), 900, "the SuperNode")
         figures["supernode_connected_after_ready_s"] = round(
             time.monotonic() - boot2.started - ready_host, 1
         )
         figures["agent_unit_footprint"] = guest.footprint(qga)
 
         # A model, then predictions from the laptop through hostfwd.
-        assert client.get("/healthz").json()["model_loaded"] is False
+        assert guest.healthz(client)["model_loaded"] is False
         guest.push_model(qga, board_bundle, "rooms-1")
-        deadline = time.monotonic() + 600
-        while not client.get("/healthz").json()["model_loaded"]:
-            assert time.monotonic() < deadline, guest.diagnose(boot2)
-            time.sleep(2)
+        guest.wait(boot2, lambda: guest.model_loaded(client), 600, "the pushed model")
         started = time.perf_counter()
         answer = client.post("/api/predict", json={"readings": READINGS})
         first_ms = (time.perf_counter() - started) * 1000
@@ -180,10 +171,7 @@ def test_first_boot_serves_predictions_and_reports_health(
         agent = guest.wait_agent_ready(boot3, INSTALL_READY_S)
         installer_log = guest.journal(boot3.qga, guest.FIRSTBOOT)
         assert "already installed; nothing changed" in installer_log, installer_log
-        deadline = time.monotonic() + 600
-        while not client.get("/healthz").json()["model_loaded"]:
-            assert time.monotonic() < deadline, guest.diagnose(boot3)
-            time.sleep(2)
+        guest.wait(boot3, lambda: guest.model_loaded(client), 600, "the model after a reboot")
         started = time.perf_counter()
         assert client.post("/api/predict", json={"readings": READINGS}).status_code == 200
         figures.update(
@@ -312,22 +300,19 @@ def test_power_cut_during_offline_install_then_next_boot_finishes(
         # Serving from the laptop with the coordinator down; then it comes up and the board
         # joins it: birth and health on its broker, the SuperNode connected to its SuperLink.
         client = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=120)
-        down = client.get("/healthz").json()
-        assert (down.get("federation") or {}).get("supernode") != "connected", down
+        assert not guest.supernode_connected(client)
         mosquitto_broker.start()
         link.start()
         up = time.monotonic()
-        collector = Collector(mosquitto_broker.port, (f"orchard/v1/{device}/#",))
-        deadline = time.monotonic() + 900
-        while not (collector.on("/birth") and collector.on("/health")):
-            assert time.monotonic() < deadline, guest.diagnose(boot4)
-            time.sleep(2)
+        collector = joined = Collector(mosquitto_broker.port, (f"orchard/v1/{device}/#",))
+        guest.wait(
+            boot4,
+            lambda: joined.on("/birth") and joined.on("/health"),
+            900,
+            "birth and health once the broker is up",
+        )
         figures["mqtt_joined_after_coordinator_up_s"] = round(time.monotonic() - up, 1)
-        while (client.get("/healthz").json().get("federation") or {}).get(
-            "supernode"
-        ) != "connected":
-            assert time.monotonic() < deadline, guest.diagnose(boot4)
-            time.sleep(5)
+        guest.wait(boot4, lambda: guest.supernode_connected(client), 900, "the SuperNode")
         figures["supernode_joined_after_coordinator_up_s"] = round(time.monotonic() - up, 1)
         assert guest.unit(qga, guest.AGENT)["NRestarts"] == "0"
         board_artifacts.record(power_cut_offline=figures)

@@ -79,12 +79,7 @@ def test_board_trains_one_flower_round_against_the_host_coordinator(
             guest.monotonic_s(agent, "ActiveEnterTimestampMonotonic"), 1
         )
         client = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=120)
-        deadline = time.monotonic() + 1800
-        while (client.get("/healthz").json().get("federation") or {}).get(
-            "supernode"
-        ) != "connected":
-            assert time.monotonic() < deadline, guest.diagnose(boot)
-            time.sleep(5)
+        guest.wait(boot, lambda: guest.supernode_connected(client), 1800, "the SuperNode")
         spec = synthetic.make("mlp", "classify", n=60).spec
         settings = RunSettings(
             num_server_rounds=1,
@@ -116,7 +111,7 @@ def test_board_trains_one_flower_round_against_the_host_coordinator(
                 "systemctl show -p MemoryMax --value orchard-trainer.service"
             ).strip(),
             footprint_during_run=guest.footprint(boot.qga),
-            healthz_trainer=client.get("/healthz").json().get("trainer"),
+            healthz_trainer=guest.healthz(client).get("trainer"),
             exposure_trainer=guest.exposure(boot.qga, guest.TRAINER)[0],
         )
         board_artifacts.record(train=figures)
