@@ -84,7 +84,13 @@ def test_broker_restart_mid_stream_keeps_order_and_loses_only_beyond_the_bound(
     broker.start()
     sub = Collector(broker.port)
     gate.open_gate()
-    wait_until(lambda: len(_seqs(sub)) >= bound, timeout=15, what="the outbox drained")
+    # Drained means acknowledged too: the subscriber can see the last message before the
+    # reporter has its PUBACK and takes it off the outbox (the next health would say queued 1).
+    wait_until(
+        lambda: len(_seqs(sub)) >= bound and reporter.outbox.stats().queued == 0,
+        timeout=15,
+        what="the outbox drained",
+    )
     clock.advance(30.0)
     reporter.tick()  # one more after reconnect: reports the drop count
     wait_until(lambda: len(_seqs(sub)) == bound + 1, what="post-reconnect health")
