@@ -10,6 +10,7 @@ walks their type hints so each field is checked the same way:
     tuple[T, ...], tuple[T1, T2]      a JSON list
     a nested dataclass                a JSON object, decoded recursively
     dict[str, Scalar]                 a flat object of scalars (event data)
+    dict[str, int] / dict[str, float] a flat object of numbers (class counts)
 
 Bounds come from field metadata (``field(metadata=bounds(low=0, high=100))``). Unknown keys are
 refused, so a payload cannot smuggle extra data (e.g. raw sensor readings) past the validator.
@@ -119,7 +120,11 @@ def _value(tp: Any, value: Any, path: str) -> Any:
     if origin is tuple:
         return _tuple(get_args(tp), value, path)
     if origin is dict:
-        return _flat_dict(value, path)
+        out = _flat_dict(value, path)
+        args = get_args(tp)
+        if len(args) == 2 and args[1] in (int, float):  # dict[str, int]: counts
+            return {k: _scalar(args[1], v, f"{path}.{k}") for k, v in out.items()}
+        return out
     if dataclasses.is_dataclass(tp):
         return decode(tp, value, path)  # type: ignore[arg-type]
     return _scalar(tp, value, path)

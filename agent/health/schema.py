@@ -22,29 +22,34 @@ from typing import Any, Final, Literal, TypeAlias
 from agent.health.codec import MAX_PAYLOAD_BYTES, SchemaError, bounds, decode, encode, parse_json
 from agent.health.topics import (
     DEFAULT_PREFIX,
+    DOWNLINK_KINDS,
     KINDS,
     Kind,
     TopicParts,
     Topics,
     check_name,
+    is_downlink,
     parse_topic,
     subscriptions,
 )
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "DOWNLINK_KINDS",
     "EVENT_KINDS",
     "KINDS",
     "MAX_PAYLOAD_BYTES",
     "PAYLOADS",
     "STATES",
     "Birth",
+    "Delivery",
     "Disk",
     "Event",
     "Federation",
     "Health",
     "Inference",
     "Kind",
+    "LiveModel",
     "Memory",
     "ModelInfo",
     "Outbox",
@@ -61,6 +66,7 @@ __all__ = [
     "Training",
     "check_name",
     "decode_payload",
+    "is_downlink",
     "parse_topic",
     "subscriptions",
 ]
@@ -111,6 +117,13 @@ class Status(_Payload):
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    version: str
+    sha256: str
+    quantization: str
+
+
+@dataclass(frozen=True)
 class Runtime:
     name: str  # ai_edge_litert | tflite_runtime | tensorflow.lite
     version: str
@@ -138,6 +151,7 @@ class Birth(_Payload):
     capabilities: tuple[str, ...] = ()
     # the coordinator marks a device stale after 3 missed intervals
     health_interval_s: float = field(default=30.0, metadata=_POS)
+    model: ModelInfo | None = None  # the model serving when the agent connected
 
 
 # -- health ---------------------------------------------------------------------------------
@@ -175,18 +189,60 @@ class Throttling:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    version: str
-    sha256: str
-    quantization: str
-
-
-@dataclass(frozen=True)
 class Inference:
     count: int = field(default=0, metadata=_POS)
     p50_ms: float | None = field(default=None, metadata=_POS)
     p95_ms: float | None = field(default=None, metadata=_POS)
     errors: int = field(default=0, metadata=_POS)
+
+
+_UNIT: Final = bounds(low=0, high=1)
+DeliveryState = Literal["idle", "fetching", "verifying", "installed", "failed", "refused"]
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    """How one model version has predicted on this board (the serving one and the one before).
+
+    Counted since the version started serving on this agent (kept across agent restarts in
+    the prediction log). Aggregates only: ``classes`` maps a class name to its count of
+    predictions (classification; empty otherwise), ``drift_psi`` is the population stability
+    index of this version's class distribution against the previous version's (``None``
+    without a previous version or classes), ``labelled`` counts predictions that received a
+    label, ``accuracy`` (classification) or ``mae`` (regression, forecast) is over those.
+    """
+
+    version: str
+    predictions: int = field(default=0, metadata=_POS)
+    errors: int = field(default=0, metadata=_POS)
+    p50_ms: float | None = field(default=None, metadata=_POS)
+    p99_ms: float | None = field(default=None, metadata=_POS)
+    mean_confidence: float | None = field(default=None, metadata=_UNIT)
+    classes: dict[str, int] = field(default_factory=dict)
+    drift_psi: float | None = field(default=None, metadata=_POS)
+    labelled: int = field(default=0, metadata=_POS)
+    accuracy: float | None = field(default=None, metadata=_UNIT)
+    mae: float | None = field(default=None, metadata=_POS)
+    since: float | None = field(default=None, metadata=_POS)  # when it started serving
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where the agent is with the coordinator's desired model (``<base>/desired``).
+
+    ``desired`` is the version asked for (``None``: nothing asked yet); ``state`` is ``idle``
+    (nothing to do: the desired version serves, or nothing is desired), ``fetching``,
+    ``verifying``, ``installed`` (the desired version serves), ``failed`` (a fetch or install
+    failed; retried with backoff) or ``refused`` (signature or digest wrong: not retried until
+    the desired state changes). ``last_error`` says why, ``attempts`` counts tries of this
+    desired version, ``rollout`` echoes the desired state's rollout id.
+    """
+
+    desired: str | None = None
+    state: DeliveryState = "idle"
+    attempts: int = field(default=0, metadata=_POS)
+    last_error: str | None = None
+    rollout: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +298,8 @@ class Health(_Payload):
     federation: Federation = field(default_factory=Federation)
     sensors: Sensors = field(default_factory=Sensors)
     outbox: Outbox = field(default_factory=Outbox)
+    models: tuple[LiveModel, ...] = ()  # live metrics per version: serving first
+    delivery: Delivery | None = None  # None: the agent takes no desired state (no [mqtt])
 
 
 @dataclass(frozen=True)
@@ -254,6 +312,8 @@ class HealthParts:
     training: Training | None = None
     federation: Federation | None = None
     sensors: Sensors | None = None
+    models: tuple[LiveModel, ...] | None = None
+    delivery: Delivery | None = None
 
 
 @dataclass(frozen=True)
@@ -264,11 +324,14 @@ class BirthParts:
     sensors: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ()
     runtime: Runtime | None = None
+    model: ModelInfo | None = None
 
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
     return value
 
 
@@ -287,6 +350,7 @@ EVENT_KINDS: Final = (
     "state_change",
     "model_swap",
     "rollback",
+    "delivery",
     "budget_violation",
     "sensor_failed",
     "sensor_recovered",

@@ -18,6 +18,9 @@ from agent.health.codec import SchemaError
 
 Kind = Literal["status", "birth", "health", "event"]
 KINDS: Final[tuple[Kind, ...]] = ("status", "birth", "health", "event")
+# Topics the coordinator publishes to a device (downlink); the ingest skips them.
+#   desired  retained: the model the device should serve (agent.delivery.desired.Desired)
+DOWNLINK_KINDS: Final[tuple[str, ...]] = ("desired",)
 DEFAULT_PREFIX: Final = "orchard/v1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # same rule as agent.toml device_id
 
@@ -81,6 +84,16 @@ class Topics:
     @property
     def event(self) -> str:
         return self.topic("event")
+
+    @property
+    def desired(self) -> str:
+        """Downlink, retained: the model this device should serve."""
+        return f"{self.base}/desired"
+
+
+def is_downlink(topic: str) -> bool:
+    """Whether ``topic`` is one the coordinator publishes to a device (not health)."""
+    return topic.rsplit("/", 1)[-1] in DOWNLINK_KINDS
 
 
 def subscriptions(prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:

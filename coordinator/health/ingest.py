@@ -27,7 +27,14 @@ from typing import Any, Final
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from agent.health.schema import Birth, SchemaError, decode_payload, parse_topic, subscriptions
+from agent.health.schema import (
+    Birth,
+    SchemaError,
+    decode_payload,
+    is_downlink,
+    parse_topic,
+    subscriptions,
+)
 from coordinator.errors import CoordinatorError
 from coordinator.health.metrics import HealthMetrics
 from coordinator.health.registry import Clock, Message, Registry
@@ -283,6 +290,8 @@ class HealthIngest:
 
     def _validate(self, topic: str, data: bytes, retained: bool, received: float) -> Message | None:
         kind = "topic"
+        if is_downlink(topic):  # what the coordinator itself publishes to devices
+            return None
         try:
             parts = parse_topic(topic, self.settings.topic_prefix)
             kind = parts.kind

@@ -171,12 +171,15 @@ def test_no_raw_readings_reach_any_payload(mosquitto: Broker, make_reporter: Mak
         "training",
         "federation",
         "sensors",
+        "models",  # counts and class names only (LiveModel)
+        "delivery",
     }
     assert {f.name for f in dataclasses.fields(BirthParts)} == {
         "agent_version",
         "sensors",
         "capabilities",
         "runtime",
+        "model",
     }
     sub = Collector(mosquitto.port, topics=("orchard/v1/raw-1/#",))
     reporter = make_reporter(
