@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 REQUESTABLE: Final = ("init", "ready", "alert")
 ACK_SLICE_S: Final = 0.25
+MessageHandler = Callable[[str, bytes], None]
 
 
 def _no_parts() -> HealthParts:
@@ -96,6 +97,7 @@ class HealthReporter:
         self._stop = threading.Event()
         self._inflight: tuple[Queued, Delivery] | None = None
         self._thread: threading.Thread | None = None
+        self._handlers: dict[str, MessageHandler] = {}
         self.sent = 0
 
     # -- public API -------------------------------------------------------------------------
@@ -105,6 +107,17 @@ class HealthReporter:
         self._force.set()
         self._thread = threading.Thread(target=self._run, name="health-reporter", daemon=True)
         self._thread.start()
+
+    def subscribe(self, topic: str, handler: MessageHandler) -> None:
+        """Call ``handler(topic, payload)`` for messages on ``topic`` (no wildcards), on every
+        connection. It runs on the MQTT network thread: it must be quick and must not raise
+        (an exception is logged and dropped); hand work to another thread."""
+        if any(c in topic for c in "+#") or not topic:
+            raise SchemaError("topic", topic, "a topic name without wildcards")
+        with self._lock:
+            self._handlers[topic] = handler
+        if self.transport.connected:
+            self.transport.subscribe(topic)
 
     def set_state(self, state: str) -> None:
         """The runner's state (init, ready, alert); ``alert`` is also entered when degraded."""
@@ -250,6 +263,10 @@ class HealthReporter:
             interval_s=self.interval_s,
         )
         publish(self.topics.birth, birth.to_json(), retain=True)
+        with self._lock:
+            topics = list(self._handlers)
+        for topic in topics:
+            self.transport.subscribe(topic)
         if self.settings.ha_discovery:
             self.transport.subscribe(f"{self.settings.ha_prefix}/status")
             self._publish_discovery()
@@ -261,6 +278,13 @@ class HealthReporter:
             self.transport.publish(topic, payload, retain=True)
 
     def _message(self, topic: str, payload: bytes) -> None:
+        handler = self._handlers.get(topic)
+        if handler is not None:
+            try:
+                handler(topic, payload)
+            except Exception:
+                logger.exception("handler for %s failed", topic)
+            return
         ha_status = f"{self.settings.ha_prefix}/status"
         if self.settings.ha_discovery and topic == ha_status and payload == BIRTH_PAYLOAD.encode():
             logger.info("Home Assistant is online; republishing discovery")
