@@ -11,7 +11,7 @@ one ``[sensors.NAME]`` table. Paths default under ``state_dir`` (``/var/lib/orch
     interval_s = 10
 
     [store]          # max_rows, max_age_s, max_bytes, synchronous
-    [models]         # dir, num_threads, latency_bound_ms
+    [models]         # dir, num_threads, latency_bound_ms, trust_ca, require_signed, fetch/retry
     [http]           # host, port, token, max_body_bytes, lan
     [mqtt]           # host, port, protocol, username, password, tls_*, health_interval_s
     [training]       # memory_mb, cpu_quota_pct, max_seconds, max_temp_c, allowed_hours, nice,
@@ -57,18 +57,43 @@ _SECTIONS = (
 
 @dataclass(frozen=True)
 class ModelSettings:
+    """``[models]``: where models live, how they run, and what a delivered model must prove.
+
+    ``trust_ca`` is the fleet CA a delivered model's signer certificate must be issued by
+    (provisioning with an identity sets it); ``require_signed`` (default: true when
+    ``trust_ca`` is set) refuses unsigned deliveries. ``fetch_timeout_s`` bounds each HTTP
+    read of a delivery; failed deliveries are retried after ``retry_min_s``, doubling up to
+    ``retry_max_s``.
+    """
+
     dir: Path
     num_threads: int = 1
     latency_bound_ms: float = 50.0
+    trust_ca: Path | None = None
+    require_signed: bool = False
+    fetch_timeout_s: float = 30.0
+    retry_min_s: float = 5.0
+    retry_max_s: float = 300.0
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], state_dir: Path) -> ModelSettings:
         o = Options("models", table, collect=True)
+        trust_ca = o.get_path("trust_ca") if o.given("trust_ca") else None
+        retry_min_s = o.get_float("retry_min_s", 5.0, positive=True)
         settings = cls(
             dir=Path(o.get_str("dir", str(state_dir / "models"))),
             num_threads=o.get_int("num_threads", 1, low=1, high=16),
             latency_bound_ms=o.get_float("latency_bound_ms", 50.0, positive=True),
+            trust_ca=trust_ca,
+            require_signed=o.get_bool("require_signed", o.given("trust_ca")),
+            fetch_timeout_s=o.get_float("fetch_timeout_s", 30.0, positive=True),
+            retry_min_s=retry_min_s,
+            retry_max_s=o.get_float("retry_max_s", max(300.0, retry_min_s), low=retry_min_s),
         )
+        if settings.require_signed and not o.given("trust_ca"):
+            o.report(
+                "require_signed", True, "false, or trust_ca set to the fleet CA that signs models"
+            )
         o.done()
         return settings
 

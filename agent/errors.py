@@ -5,7 +5,8 @@
     ├── InvalidConfig      a config file with one or more ConfigErrors (or bad TOML)
     ├── SensorError        a driver failed to read; the sampler disables and reports it
     ├── StoreError         the local store could not read or write
-    └── ModelSlotError     a candidate model was refused; the serving model is unchanged
+    ├── ModelSlotError     a candidate model was refused; the serving model is unchanged
+    └── DeliveryError      a desired model could not be fetched or was refused
 
 Third-party exceptions (sqlite3, smbus2, paho, LiteRT) are translated into these at the module
 that talks to the library, so callers only ever catch ``AgentError`` subclasses.
@@ -55,3 +56,15 @@ class StoreError(AgentError):
 
 class ModelSlotError(AgentError):
     """A candidate model failed verification and was not swapped in."""
+
+
+class DeliveryError(AgentError):
+    """A desired model could not be fetched or was refused; the serving model is unchanged.
+
+    ``refused`` is true when the bytes arrived but are not what was promised (digest, size,
+    signature): retrying fetches the same bytes unless the coordinator changes something.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused

@@ -31,8 +31,7 @@ EVALUATE_KEYS = (
     "metric",
     "personal_loss",  # equal to loss unless personalisation ran
     "personal_metric",
-    "personalized",  # 1.0 when the personalised model won and now serves
-    "installed",  # 1.0 when the exported model reached the agent's inbox
+    "personalized",  # 1.0 when the personalised model beat the global one locally
 )
 
 

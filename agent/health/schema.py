@@ -43,6 +43,7 @@ __all__ = [
     "STATES",
     "Birth",
     "Delivery",
+    "DeliveryState",
     "Disk",
     "Event",
     "Federation",

@@ -71,7 +71,7 @@ def run(config_path: Path, idle_timeout: float | None = None) -> int:
         return 603, f"{type(exc).__name__}: {exc}"
 
     store = open_store(cfg.store)
-    jobs = Jobs(store, cfg.models.dir / "inbox", status_path)
+    jobs = Jobs(store, status_path)
     status.update(status_path, state="idle")
     logger.info("trainer ready (pid %d, %d CPU thread(s))", os.getpid(), threads)
     try:

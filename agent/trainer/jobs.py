@@ -1,6 +1,10 @@
-"""What the trainer does for one request: fit a round, or evaluate + export the global model.
+"""What the trainer does for one request: fit a round, or evaluate the global model.
 
-Imports Keras (through ``models.training``/``models.export``): only the trainer process loads
+Evaluating never installs a model: models reach the agent only as the coordinator's desired
+state (:mod:`agent.delivery`). With ``personalize`` the evaluation also fine-tunes the head
+locally and reports how the personalised model would do (``personal_*``).
+
+Imports Keras (through ``models.training``): only the trainer process loads
 this module. Models are cached per spec, so a warm trainer reuses its compiled graph round
 after round.
 """
@@ -10,8 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import resource
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,8 +27,7 @@ from agent.federation.trainer_api import TrainerMessageError, TrainerReply, Trai
 from agent.store.base import Store
 from agent.trainer.data import LocalData, NoDataError, load
 from models import families
-from models.errors import ExportError, ModelError, SpecError
-from models.export import export_tflite
+from models.errors import ModelError, SpecError
 from models.spec import ModelSpec
 from models.training import TrainSettings, evaluate, fit, metric_name, set_weights
 
@@ -49,13 +50,11 @@ class Jobs:
     def __init__(
         self,
         store: Store,
-        inbox: Path,
         status_path: Path,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.inbox = inbox
         self.status_path = status_path
         self.clock = clock
         self._models: dict[str, Any] = {}
@@ -178,7 +177,7 @@ class Jobs:
         name = metric_name(spec.task)
         val = (data.x_val, data.y_val)
         glob = evaluate(model, spec, val)
-        serve, served = model, glob
+        served = glob
         personalized = 0.0
         if request.personalize:
             personal = families.build(spec)
@@ -198,8 +197,7 @@ class Jobs:
             )
             own = evaluate(personal, spec, val)
             if _better(spec, own, glob, name):
-                serve, served, personalized = personal, own, 1.0
-        installed = self._export(serve, spec, data, request, served, personalized)
+                served, personalized = own, 1.0
         metrics = check_metrics(
             "evaluate",
             {
@@ -209,52 +207,9 @@ class Jobs:
                 "personal_loss": served["loss"],
                 "personal_metric": served[name] if name else served["loss"],
                 "personalized": personalized,
-                "installed": 1.0 if installed else 0.0,
             },
         )
         return TrainerReply(ok=True, metrics=metrics).encode(), []
-
-    def _export(
-        self,
-        model: Any,
-        spec: ModelSpec,
-        data: LocalData,
-        request: TrainerRequest,
-        metrics: dict[str, float],
-        personalized: float,
-    ) -> bool:
-        """Export to ``inbox/.NAME.tmp`` and rename to ``inbox/NAME``; False if refused."""
-        rnd = request.round
-        version = f"{request.run_id}.{rnd}" + ("+personal" if personalized else "")
-        name = request.model_name or f"{spec.family}-{spec.task.value}"
-        wanted = request.quantization
-        status.update(self.status_path, state="exporting")
-        self.inbox.mkdir(parents=True, exist_ok=True)
-        held = (data.x_val[:256], None if data.y_val is None else data.y_val[:256])
-        for quantization in dict.fromkeys((wanted, "float32")):
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{rnd}.", suffix=".tmp", dir=self.inbox))
-            try:
-                export_tflite(
-                    model,
-                    spec,
-                    tmp,
-                    quantization=quantization,
-                    representative=data.x_train[:512],
-                    held=held,
-                    name=name,
-                    version=version,
-                    metrics={k: float(v) for k, v in metrics.items()},
-                )
-            except ExportError as exc:
-                logger.warning("export %s %s refused: %s", version, quantization, exc)
-                shutil.rmtree(tmp, ignore_errors=True)
-                continue
-            target = self.inbox / f"{name}-{version}-{quantization}"
-            shutil.rmtree(target, ignore_errors=True)
-            tmp.rename(target)
-            logger.info("model %s %s handed to the agent", version, quantization)
-            return True
-        return False
 
 
 def _better(

@@ -85,6 +85,7 @@ class HealthIngest:
         self._received = self._handled = 0  # each written by one thread only
         self._last_warning = float("-inf")
         self._suppressed = 0
+        self._retained: dict[str, str] = {}  # what this coordinator publishes to devices
 
     @property
     def protocol(self) -> str:
@@ -102,6 +103,16 @@ class HealthIngest:
     def drained(self) -> bool:
         """Whether every received message has been stored (or refused)."""
         return self._handled >= self._received
+
+    def publish_retained(self, topic: str, payload: str) -> None:
+        """Publish ``payload`` retained (QoS 1) on a downlink topic, now if connected and
+        again after every reconnection: a broker that lost its retained messages (the embedded
+        one keeps them in memory) gets them back."""
+        with self._lock:
+            self._retained[topic] = payload
+            client = self._client if self._subscribed.is_set() else None
+        if client is not None:
+            client.publish(topic, payload, qos=1, retain=True)
 
     def wait_subscribed(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
@@ -211,7 +222,11 @@ class HealthIngest:
             "health ingest subscribed to %s (MQTT %s)", ", ".join(self._topics), self.protocol
         )
         self.metrics.connected.set(1)
-        self._subscribed.set()
+        with self._lock:
+            self._subscribed.set()
+            retained = list(self._retained.items())
+        for topic, payload in retained:
+            client.publish(topic, payload, qos=1, retain=True)
 
     def _on_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if client is not self._client or self._closed:
