@@ -24,7 +24,7 @@ HISTORY = {
     "rounds": [
         {
             "round": 1,
-            "train": {"loss": 0.9},
+            "train": {"loss": 0.9, "num-examples": 120},
             "evaluate": {"loss": 1.0, "accuracy": 0.55},
             "central": {"accuracy": 0.5},
             "selected": ["1", "2"],
@@ -100,6 +100,10 @@ def test_embedded_broker_ingest_and_json_api(service: HealthService, fleet: list
         assert run["run_id"] == "run-7" and [r["round"] for r in run["rounds"]] == [1, 2]
         assert run["rounds"][1]["central"] == {}  # NaN dropped
         assert run["error"] == "1 malformed round(s) skipped"
+        assert run["charts"] == [  # a count like num-examples is not charted
+            {"key": "loss", "title": "Loss", "y_label": "loss"},
+            {"key": "accuracy", "title": "Accuracy", "y_label": "accuracy (0-1)"},
+        ]
         metrics = http.get("/metrics").text
         assert 'orchard_devices{state="ready"} 2.0' in metrics
         assert 'orchard_health_messages_total{kind="health"} 9.0' in metrics
@@ -162,3 +166,9 @@ def test_dashboard_shows_the_devices_in_headless_chromium(
     assert "model versions: v0 × 2, v1 × 1" in dom
     assert "<polyline" in dom  # sparklines and training curves are inline SVG
     assert "run run-7" in dom
+    # Training charts: x is the round, y names the metric and its unit.
+    assert dom.count('class="axis-label axis-x">round</text>') == 2
+    assert 'class="axis-label axis-y">accuracy (0-1)</text>' in dom
+    assert "num-examples" not in dom
+    # The models view is there; this coordinator has no rollouts.
+    assert '<div id="rollout"><p class="muted">no rollouts yet</p></div>' in dom
