@@ -14,6 +14,8 @@ Layout of the CA directory (private parts 0600, directories 0700)::
     server/<name>.pem|.key         TLS server certificates (SuperLink, Mosquitto listener)
     clients/<name>.pem|.key        client certificates that are not devices (the coordinator's
                                    own MQTT health ingest)
+    signers/<name>.pem|.key        code-signing certificates: the coordinator signs the models it
+                                   delivers, boards check them against ca.pem
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
+from orchard_common.errors import SigningError
+from orchard_common.signing import Signer
 from provisioning import keys
 from provisioning.errors import CaError, InvalidOption
 from provisioning.options import DEVICE_ID
 
 logger = logging.getLogger(__name__)
+SIGNER_RENEW_DAYS = 30  # signer_cert replaces a certificate that expires sooner than this
 Clock = Callable[[], dt.datetime]
 
 
@@ -271,6 +277,40 @@ class FleetCA:
         _write(cert, leaf.public, 0o644)
         logger.info("issued client certificate %s", cert)
         return cert, key
+
+    def signer_cert(self, name: str, *, reissue: bool = False) -> tuple[Path, Path]:
+        """The code-signing certificate ``signers/<name>.pem`` (0644) and its key (0600).
+
+        Extended key usage codeSigning only, so it cannot serve or join TLS. Idempotent: a
+        certificate already there is kept while it is this CA's, matches its key and is valid
+        for another :data:`SIGNER_RENEW_DAYS` days, because its fingerprint travels in every
+        retained desired-model message (a new one makes boards fetch and check it afresh).
+        ``reissue`` replaces it anyway.
+        """
+        if not DEVICE_ID.match(name):
+            raise InvalidOption("name", name, "letters, digits, '.', '_' or '-'")
+        cert, key = self.dir / "signers" / f"{name}.pem", self.dir / "signers" / f"{name}.key"
+        if not reissue and self._usable_signer(cert, key):
+            logger.info("kept signer certificate %s", cert)
+            return cert, key
+        leaf, _ = keys.issue_cert(self._pair(), name, self._clock(), code_signing=True)
+        _write(key, leaf.private_pem, 0o600)
+        _write(cert, leaf.public, 0o644)
+        logger.info("issued signer certificate %s", cert)
+        return cert, key
+
+    def _usable_signer(self, cert: Path, key: Path) -> bool:
+        if not (cert.is_file() and key.is_file()):
+            return False
+        try:
+            Signer(cert, key, now=self._clock() + dt.timedelta(days=SIGNER_RENEW_DAYS))
+            x509.load_pem_x509_certificate(cert.read_bytes()).verify_directly_issued_by(
+                x509.load_pem_x509_certificate(self._pair().public)
+            )
+        except (SigningError, ValueError, TypeError, InvalidSignature) as exc:
+            logger.warning("replacing signer certificate %s: %s", cert, exc)
+            return False
+        return True
 
     def refresh_crl(self) -> dt.datetime:
         """Re-sign the CRL (and the other derived lists); returns when the new CRL expires.

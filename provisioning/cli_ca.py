@@ -57,6 +57,25 @@ def ca_client_cert(
         typer.echo(f"certificate {cert}\nprivate key {key}\nCA {directory / 'ca.pem'}")
 
 
+@ca_app.command("signer-cert")
+def ca_signer_cert(
+    name: Annotated[str, typer.Argument(help="File name and common name, e.g. coordinator.")],
+    directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")],
+    reissue: Annotated[
+        bool, typer.Option(help="Replace a certificate that is still valid (new fingerprint).")
+    ] = False,
+) -> None:
+    """Issue the coordinator's code-signing certificate: it signs the models it delivers."""
+    from provisioning.ca import FleetCA
+
+    with errors():
+        cert, key = FleetCA.open(directory).signer_cert(name, reissue=reissue)
+        typer.echo(
+            f"certificate {cert}\nprivate key {key}\n"
+            f'coordinator.toml [delivery]: signing_cert = "{cert}", signing_key = "{key}"'
+        )
+
+
 @ca_app.command("refresh-crl")
 def ca_refresh_crl(
     directory: Annotated[Path, typer.Option("--dir", help="The CA directory.")],

@@ -42,6 +42,19 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+_SIGN_ONLY = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 def new_ca(common_name: str, now: dt.datetime, days: int = 3650) -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
@@ -79,15 +92,21 @@ def issue_cert(
     now: dt.datetime,
     *,
     server_names: tuple[str, ...] = (),
+    code_signing: bool = False,
     days: int = 1095,
 ) -> tuple[KeyPair, int]:
-    """A leaf certificate signed by ``ca``: a client cert, or a server cert with SANs."""
+    """A leaf certificate signed by ``ca``: a client cert, a server cert with SANs, or (with
+    ``code_signing``) a certificate that may only sign (the coordinator's model signer)."""
     ca_key = serialization.load_pem_private_key(ca.private_pem, None)
     ca_cert = x509.load_pem_x509_certificate(ca.public)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError("the CA key is not an EC key")
+    if code_signing and server_names:
+        raise ValueError("a code-signing certificate has no server names")
     key = ec.generate_private_key(ec.SECP256R1())
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server_names else ExtendedKeyUsageOID.CLIENT_AUTH
+    if code_signing:
+        usage = ExtendedKeyUsageOID.CODE_SIGNING
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
@@ -106,6 +125,8 @@ def issue_cert(
         builder = builder.add_extension(
             x509.SubjectAlternativeName([_san(name) for name in server_names]), critical=False
         )
+    if code_signing:
+        builder = builder.add_extension(_SIGN_ONLY, critical=True)
     cert = builder.sign(ca_key, hashes.SHA256())
     pair = KeyPair(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
     return pair, cert.serial_number

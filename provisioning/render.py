@@ -53,6 +53,10 @@ def agent_config(opts: DeviceSettings, identity: DeviceIdentity | None) -> dict[
                 federation["auth_private_key"] = paths.SUPERNODE_KEY
                 federation["auth_public_key"] = paths.SUPERNODE_PUB
         data["federation"] = {**dict(data.get("federation", {})), **federation}
+    if identity is not None:
+        # Delivered models must be signed by a certificate this fleet CA issued (require_signed
+        # defaults to true with trust_ca; a base config may still say otherwise).
+        data["models"] = {**dict(data.get("models", {})), "trust_ca": paths.CA_PEM}
     validate_agent_config(data)
     return data
 

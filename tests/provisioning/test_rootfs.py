@@ -106,7 +106,10 @@ def test_agent_toml_is_valid_and_points_at_the_identity(
         "tls_cert": paths.MQTT_CERT,
         "tls_key": paths.MQTT_KEY,
     }
+    # Delivered models must be signed by a certificate the fleet CA issued.
+    assert data["models"] == {"trust_ca": paths.CA_PEM}
     config = from_mapping(data)
+    assert config.models.trust_ca == Path(paths.CA_PEM) and config.models.require_signed
     assert config.federation.enabled and config.federation.auth_private_key is not None
     assert config.device_id == "kitchen-pi" and config.training.memory_mb == 512
     assert [s.name for s in config.sensors] == ["room"]
@@ -152,6 +155,8 @@ def test_plan_without_ca_and_bad_inputs(
     opts = make_options(coordinator=None, mqtt=None)
     report = get("rootfs")(root=root).apply(build_plan(opts, None))
     assert paths.SUPERNODE_KEY not in report.changed
+    # Without an identity there is no CA on the board to check model signatures against.
+    assert "models" not in tomllib.loads((root / paths.AGENT_TOML.lstrip("/")).read_text())
     with pytest.raises(TargetError, match="does not look like a root"):
         get("rootfs")(root=root / "nope").apply(build_plan(opts, None))
     with pytest.raises(InvalidOption, match=r"training.*memory_mb"):
