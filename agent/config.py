@@ -17,6 +17,8 @@ one ``[sensors.NAME]`` table. Paths default under ``state_dir`` (``/var/lib/orch
     [training]       # memory_mb, cpu_quota_pct, max_seconds, max_temp_c, allowed_hours, nice,
                      # idle_scheduling, reserve_agent_cpu
     [sampling]       # max_consecutive_errors, retry_disabled_s
+    [labels]         # max_per_minute, match_tolerance_s, mqtt_topic, path, max_predictions,
+                     # max_age_s
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from agent.errors import AgentError, ConfigError, InvalidConfig
 from agent.federation.budget import TrainingSettings as TrainingSettings
 from agent.federation.settings import FederationSettings
 from agent.health.settings import HealthSettings
+from agent.labels.settings import LabelSettings
 from agent.options import Options, collecting, flatten
 from agent.sensors.config import SensorSettings, build_sensors
 from agent.sensors.sampler import SamplerSettings
@@ -52,6 +55,7 @@ _SECTIONS = (
     "training",
     "sampling",
     "federation",
+    "labels",
 )
 
 
@@ -78,7 +82,10 @@ class ModelSettings:
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], state_dir: Path) -> ModelSettings:
         o = Options("models", table, collect=True)
-        trust_ca = o.get_path("trust_ca") if o.given("trust_ca") else None
+        # Not checked for existence: provisioning validates the rendered file on the laptop,
+        # where the board's CA path does not exist; a missing file refuses each delivery.
+        ca = o.optional_str("trust_ca")
+        trust_ca = Path(ca) if ca else None
         retry_min_s = o.get_float("retry_min_s", 5.0, positive=True)
         settings = cls(
             dir=Path(o.get_str("dir", str(state_dir / "models"))),
@@ -152,6 +159,7 @@ class AgentSettings:
     sensor_tables: Mapping[str, Any]
     federation: FederationSettings = field(default_factory=FederationSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    labels: LabelSettings = field(default_factory=LabelSettings)
     source: str = "<defaults>"
 
 
@@ -239,10 +247,13 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> AgentSettings:
         "sampling": lambda: _sampling(tables["sampling"]),
         "federation": lambda: FederationSettings.from_mapping(tables["federation"], state_dir),
         "health": lambda: HealthSettings.from_mapping(tables["health"], state_dir),
+        "labels": lambda: LabelSettings.from_mapping(tables["labels"], state_dir),
     }
     for name, build in builders.items():
         with check.section():
             parts[name] = build()
+    with check.section():
+        _check_label_topic(parts.get("labels"), parts.get("mqtt"))
     if check.errors:
         raise InvalidConfig(source, check.errors)
     return AgentSettings(
@@ -254,6 +265,22 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> AgentSettings:
         source=source,
         **parts,
     )
+
+
+def _check_label_topic(labels: LabelSettings | None, mqtt: MqttSettings | None) -> None:
+    """``[labels] mqtt_topic`` needs the broker, and must not reach the coordinator's ingest."""
+    if labels is None or mqtt is None or labels.mqtt_topic is None:
+        return
+    topic = labels.mqtt_topic
+    if mqtt.host is None:
+        raise ConfigError("labels.mqtt_topic", topic, "no topic unless [mqtt] host is set")
+    if topic.startswith(mqtt.topic_prefix + "/"):
+        raise ConfigError(
+            "labels.mqtt_topic",
+            topic,
+            f"a topic outside [mqtt] topic_prefix ({mqtt.topic_prefix}/...): the coordinator "
+            "ingests everything under it, and raw labels never leave the board",
+        )
 
 
 def load(path: Path) -> AgentSettings:

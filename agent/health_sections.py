@@ -5,13 +5,16 @@ Names, counts and figures only; never a sensor reading (docs/architecture.md, MQ
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, cast
 
+from agent.errors import AgentError
 from agent.health.schema import (
     BirthParts,
     Federation,
     HealthParts,
+    LiveModel,
     ModelInfo,
     Runtime,
     Sensors,
@@ -25,9 +28,13 @@ if TYPE_CHECKING:
     from agent.federation.status import Supernode, TrainerStatus
     from agent.federation.supernode import SupernodeSupervisor
     from agent.federation.trainer_supervisor import TrainerSupervisor
+    from agent.labels import LabelService
     from agent.metrics import AgentMetrics
     from agent.sensors import Sampler
     from agent.slots import ModelSlots
+    from models.manifest import Manifest
+
+logger = logging.getLogger(__name__)
 
 _TRAINER_STATE = {
     "starting": "running",
@@ -44,6 +51,7 @@ def health_sections(
     slots: ModelSlots,
     trainer: TrainerSupervisor | None,
     supernode: SupernodeSupervisor | None,
+    labels: LabelService | None = None,
 ) -> HealthParts:
     status = sampler.status()
     predictor = slots.current()  # one read: a swap may happen between two
@@ -58,7 +66,18 @@ def health_sections(
         ),
         training=None if trainer is None else _training(trainer.current_status()),
         federation=None if supernode is None else _federation(supernode.info()),
+        models=None if labels is None else _models(labels, m),
     )
+
+
+def _models(labels: LabelService, manifest: Manifest | None) -> tuple[LiveModel, ...] | None:
+    """Live metrics per version from the prediction log; ``None`` (section left out) when the
+    log cannot be read, so a disk problem costs this section only."""
+    try:
+        return labels.live_models(manifest)
+    except AgentError as exc:
+        logger.warning("health: live model metrics unavailable: %s", exc)
+        return None
 
 
 def _training(t: TrainerStatus) -> Training:

@@ -17,18 +17,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from agent import cpus
 from agent.config import AgentSettings
+from agent.delivery.fetch import HttpFetcher
+from agent.delivery.service import DeliveryService
 from agent.errors import AgentError, ModelSlotError
 from agent.federation.supernode import SupernodeSupervisor
 from agent.federation.trainer_supervisor import TrainerSupervisor
 from agent.health.reporter import HealthReporter
-from agent.health.schema import HealthParts
+from agent.health.schema import BirthParts, HealthParts, ModelInfo
 from agent.health_sections import birth_facts, health_sections
 from agent.healthz import DISABLED, AgentState, MqttLink
+from agent.labels import LabelService
 from agent.metrics import AgentMetrics
 from agent.sensors import Sampler, SensorState, build_sensors
 from agent.serve import create_app
@@ -69,21 +73,56 @@ class AgentRunner:
         if self.reporter is not None:
             self.reporter.event(kind, data)
 
-    def _reporter(self, sections: Callable[[], HealthParts]) -> HealthReporter | None:
+    def _reporter(
+        self, sections: Callable[[], HealthParts], slots: ModelSlots
+    ) -> HealthReporter | None:
         """The MQTT health reporter, when ``[mqtt] host`` is set."""
         cfg = self.config
         if cfg.mqtt.host is None:
             return None
         capabilities = ["predict"] + (["train", "federate"] if cfg.federation.enabled else [])
+
+        def birth() -> BirthParts:
+            predictor = slots.current()
+            m = None if predictor is None else predictor.manifest
+            model = None if m is None else ModelInfo(m.version, m.sha256, m.quantization)
+            return replace(birth_facts(cfg, capabilities), model=model)
+
         return HealthReporter(
             cfg.mqtt,
             cfg.device_id,
             health=cfg.health,
             fleet=cfg.fleet,
             snapshot=sections,
-            birth=lambda: birth_facts(cfg, capabilities),
+            birth=birth,
             clock=self.clock,
         )
+
+    def _delivery(self, slots: ModelSlots) -> DeliveryService | None:
+        """Desired-state model delivery, over the health reporter's MQTT connection."""
+        cfg = self.config
+        if self.reporter is None:
+            return None
+        check = None
+        if cfg.models.trust_ca is not None:
+            from agent.delivery.trust import signature_check
+
+            check = signature_check(cfg.models.trust_ca)
+        service = DeliveryService(
+            cfg.models,
+            slots,
+            device_id=cfg.device_id,
+            fetcher=HttpFetcher(
+                timeout_s=cfg.models.fetch_timeout_s,
+                tls_ca=cfg.mqtt.tls_ca,
+                tls_cert=cfg.mqtt.tls_cert,
+                tls_key=cfg.mqtt.tls_key,
+            ),
+            check_signature=check,
+            on_event=self._event,
+        )
+        self.reporter.subscribe(self.reporter.topics.desired, service.on_message)
+        return service
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set. Raises ``AgentError`` on a startup failure."""
@@ -98,8 +137,17 @@ class AgentRunner:
         store = open_store(cfg.store)
         metrics = AgentMetrics(store=store.stats)
 
+        labels = LabelService(  # the prediction log beside store.db; POST /api/labels
+            cfg.labels,
+            store,
+            model=lambda: None if (p := slots.current()) is None else p.manifest,
+            on_event=self._event,
+        )
+
         def model_event(kind: str, data: dict[str, Any]) -> None:
             metrics.record_model_event(kind, data)  # orchard_model_events_total{event=...}
+            if kind == "model_swapped":  # a new serving period: its live figures restart
+                labels.begin_period(str(data["version"]))
             self._event(kind, data)
 
         slots = ModelSlots(
@@ -126,14 +174,20 @@ class AgentRunner:
         )
         metrics.bind(sensors=sampler.status)
         trainer, supernode = self._federation()
-        self.reporter = self._reporter(
-            lambda: health_sections(metrics, sampler, slots, trainer, supernode)
-        )
+        delivery: DeliveryService | None = None
+
+        def sections() -> HealthParts:
+            parts = health_sections(metrics, sampler, slots, trainer, supernode, labels)
+            return parts if delivery is None else replace(parts, delivery=delivery.section())
+
+        self.reporter = self._reporter(sections, slots)
+        delivery = self._delivery(slots)
         app = create_app(
             slots=slots,
             store=store,
             metrics=metrics,
             settings=cfg.http,
+            labels=labels,
             agent_state=lambda: AgentState(
                 device_id=cfg.device_id,
                 sensors=self._sensor_states(sampler),
@@ -145,11 +199,16 @@ class AgentRunner:
         )
         server = HttpServer(app, cfg.http)
         try:
+            labels.start()
+            if self.reporter and cfg.labels.mqtt_topic:
+                self.reporter.subscribe(cfg.labels.mqtt_topic, labels.on_mqtt)
             server.start()
             sampler.start()
             if trainer and supernode:
                 trainer.start()
                 supernode.start()
+            if delivery:
+                delivery.start()
             if self.reporter:
                 self.reporter.start()
             self.notifier.notify(f"READY=1\nSTATUS=serving on {server.url}")
@@ -163,10 +222,13 @@ class AgentRunner:
                 supernode.stop()
             if trainer:
                 trainer.stop()
+            if delivery:
+                delivery.stop()
             sampler.stop()
             server.stop()
             if self.reporter:
                 self.reporter.stop()
+            labels.close()  # writes the predictions still pending
             store.close()
             self.notifier.close()
 

@@ -1,4 +1,5 @@
-"""The agent's Starlette app (docs/architecture.md, HTTP): health, model info, predictions, metrics.
+"""The agent's Starlette app (docs/architecture.md, HTTP): health, model info, predictions, labels,
+metrics.
 
 Plain Starlette: no FastAPI and no pydantic in the always-on process (together ~17 MB of RSS
 against a 75 MB budget). The handlers build their JSON by hand (``predict.py``,
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -27,11 +29,13 @@ from starlette.routing import Route
 
 from agent import metrics as agent_metrics
 from agent.healthz import AgentState, Healthz, ModelRef
+from agent.labels import LabelError, LabelService
+from agent.labels.requests import label_schema
 from agent.metrics import AgentMetrics
 from agent.serve.guard import Guard
 from agent.serve.lane import PredictLane
 from agent.serve.predict import NO_MODEL, Predictions
-from agent.serve.responses import error_response
+from agent.serve.responses import error_response, json_response
 from agent.serve.settings import HttpSettings
 from agent.slots import ModelSlots, model_ref
 from agent.store.base import Store
@@ -54,10 +58,15 @@ def create_app(
     settings: HttpSettings,
     clock: Clock = time.monotonic,
     agent_state: Callable[[], AgentState] | None = None,
+    labels: LabelService | None = None,
 ) -> Starlette:
-    """Build the app. Binds ``metrics`` to the slots' model and the store's stats if unbound."""
+    """Build the app. Binds ``metrics`` to the slots' model and the store's stats if unbound.
+
+    With ``labels``, predictions are logged with ids and ``POST /api/labels`` takes labels;
+    without, predictions carry no id and labels are refused (503).
+    """
     started = clock()
-    predictions = Predictions(slots, store, metrics)
+    predictions = Predictions(slots, store, metrics, None if labels is None else labels.log)
     if not metrics.has_model_source:
         metrics.bind(model=lambda: _manifest(slots))
     if store is not None and not metrics.has_store_source:
@@ -95,6 +104,22 @@ def create_app(
         """Predict on the newest row (or window) of the model's features in the local store."""
         return predictions.from_store()
 
+    async def add_labels(request: Request) -> Response:
+        """Label served predictions (``prediction_id``) or stored readings (``timestamp``), one
+        or a batch (``labels``, all or none); checked against the serving model's classes or
+        value range, rate limited (``[labels] max_per_minute``)."""
+        if labels is None:
+            return error_response(503, "labels: this agent takes no labels", "labels")
+        body = await request.body()
+        try:
+            done = await run_in_threadpool(labels.submit, body)
+        except LabelError as exc:
+            headers = None
+            if exc.retry_after_s is not None:
+                headers = {"Retry-After": str(exc.retry_after_s)}
+            return error_response(exc.status, exc.detail, exc.field, headers)
+        return json_response({"accepted": len(done), "results": [d.to_json() for d in done]})
+
     def prometheus(request: Request) -> Response:
         """Prometheus text format."""
         return Response(metrics.render(), media_type=agent_metrics.CONTENT_TYPE)
@@ -104,7 +129,10 @@ def create_app(
 
         manifest = _manifest(slots)
         spec = None if manifest is None else manifest.input
-        return JSONResponse(docs.openapi(app, bearer=bearer, spec=spec))
+        fit = None
+        if manifest is not None and labels is not None:
+            fit = docs.label_fit(label_schema(manifest), labels.max_batch)
+        return JSONResponse(docs.openapi(app, bearer=bearer, spec=spec, labels=fit))
 
     def swagger_ui(request: Request) -> Response:
         return HTMLResponse(_page("docs.html"))
@@ -118,6 +146,7 @@ def create_app(
             _api_route("/api/info", info, "GET"),
             _api_route("/api/predict", predict, "POST"),
             _api_route("/api/predict/latest", predict_latest, "GET"),
+            _api_route("/api/labels", add_labels, "POST"),
             _api_route("/metrics", prometheus, "GET"),
             # Undocumented helpers answer GET and HEAD, as FastAPI's did.
             Route("/openapi.json", openapi, include_in_schema=False),

@@ -39,6 +39,7 @@ TITLE = "Orchard agent"
 DESCRIPTION = "Local predictions from the board's serving model (LiteRT)."
 REF_TEMPLATE = "#/components/schemas/{model}"
 OK = "Successful Response"
+LABEL_REQUEST_REF = {"$ref": "#/components/schemas/LabelRequest"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Operation:
     ok_description: str = OK
     errors: dict[int, str] = field(default_factory=dict)  # status -> description (ErrorResponse)
     request: dict[str, Any] | None = None  # a JSON body's schema
+    headers: dict[int, dict[str, Any]] = field(default_factory=dict)  # status -> headers
 
 
 GUARDED = {401: "Missing or wrong bearer token.", 413: "Body larger than http.max_body_bytes."}
@@ -78,12 +80,35 @@ OPERATIONS: dict[str, Operation] = {
         ok_description="Prediction.",
         errors={**GUARDED, 409: "Not enough data stored yet.", 503: "No model or no store."},
     ),
+    "add_labels": Operation(
+        ("labels",),
+        ok=schemas.LabelsResponse,
+        ok_description="Labels stored.",
+        errors={
+            **GUARDED,
+            400: "Body is not JSON.",
+            404: "An unknown prediction id, or no stored reading close to the timestamp.",
+            422: "A label the serving model does not take, or a malformed body.",
+            429: "Too many labels: retry after Retry-After seconds.",
+            503: "No model loaded, or the store failed.",
+        },
+        request=LABEL_REQUEST_REF,
+        headers={
+            429: {
+                "Retry-After": {
+                    "description": "Seconds until the labels would be accepted.",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            }
+        },
+    ),
     "prometheus": Operation(("health",), errors=GUARDED),  # text/plain, undeclared as before
 }
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     schemas.ErrorResponse,
     schemas.HealthResponse,
     schemas.InfoResponse,
+    schemas.LabelsResponse,
     schemas.PredictResponse,
 )
 
@@ -148,6 +173,8 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
             "description": description,
             "content": _json(schemas.ErrorResponse.__name__),
         }
+        if status in doc.headers:
+            responses[str(status)]["headers"] = doc.headers[status]
     operation["responses"] = responses
     return operation
 
@@ -163,9 +190,14 @@ def _components() -> dict[str, Any]:
         [(model, mode) for model in RESPONSE_MODELS], ref_template=REF_TEMPLATE
     )
     components: dict[str, Any] = dict(sorted(responses.get("$defs", {}).items()))
-    request = TypeAdapter(schemas.PredictRequest).json_schema(ref_template=REF_TEMPLATE)
-    components.update(request.pop("$defs", {}))
-    components["PredictRequest"] = request
+    unions: tuple[tuple[str, Any], ...] = (
+        ("PredictRequest", schemas.PredictRequest),
+        ("LabelRequest", schemas.LabelRequest),
+    )
+    for name, union in unions:
+        request = TypeAdapter(union).json_schema(ref_template=REF_TEMPLATE)
+        components.update(request.pop("$defs", {}))
+        components[name] = request
     return components
 
 

@@ -8,18 +8,22 @@ spec, narrows it:
 - while a model serves, the three request bodies describe its input exactly (nested arrays of
   the sample's shape, numbers within float32 range, the feature names for ``readings``), so a
   client or a fuzzer can tell a body the model takes from one it refuses;
+- while a model serves, ``label`` in the label bodies is the schema of a label it takes
+  (``agent.labels.requests.label_schema``: its classes, or numbers within its outputs' range),
+  and a batch holds at most as many labels as ``[labels]`` lets through at once;
 - when ``http.token`` is set, every operation but ``/healthz`` declares the bearer scheme, so a
   generated client (or schemathesis' ``ignored_auth`` check) knows which calls need the token.
 
-The document is built once per serving input spec, cached on the app, and rebuilt when a model
-with another input replaces the serving one. Regenerate the shipped file after changing
-``schemas.py`` or a route: ``python -m agent.serve.docgen --write``.
+The document is built once per serving input spec and label fit, cached on the app, and rebuilt
+when a model with another input or other labels replaces the serving one. Regenerate the
+shipped file after changing ``schemas.py`` or a route: ``python -m agent.serve.docgen --write``.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,34 +38,56 @@ REQUEST_REF = {"$ref": "#/components/schemas/PredictRequest"}
 BEARER = "bearer"
 # The smallest magnitude that float32 rounds to infinity: inputs.py refuses it and beyond.
 FLOAT32_OVERFLOW = 2.0**128 * (1 - 2.0**-25)
+LabelFit = dict[str, Any]  # {"label": <JSON schema>, "max_batch": int}; see label_fit
 
 
 def openapi(
-    app: Starlette, *, bearer: bool = False, spec: InputSpec | None = None
+    app: Starlette,
+    *,
+    bearer: bool = False,
+    spec: InputSpec | None = None,
+    labels: LabelFit | None = None,
 ) -> dict[str, Any]:
-    """The app's OpenAPI document, built once per serving input ``spec`` and cached.
+    """The app's OpenAPI document, built once per serving input ``spec`` and label fit, cached.
 
     ``bearer``: the app checks a bearer token (``http.token``) on every path but ``/healthz``.
     ``spec``: the serving model's input, or ``None`` (no model: generic request bodies).
+    ``labels``: the serving model's label schema and the largest batch, or ``None``.
     """
-    cached: tuple[InputSpec | None, dict[str, Any]] | None = getattr(
-        app.state, "orchard_openapi", None
-    )
-    if cached is None or cached[0] != spec:
-        cached = (spec, build(bearer=bearer, spec=spec))
+    key = (spec, None if labels is None else json.dumps(labels, sort_keys=True))
+    cached: tuple[Any, dict[str, Any]] | None = getattr(app.state, "orchard_openapi", None)
+    if cached is None or cached[0] != key:
+        cached = (key, build(bearer=bearer, spec=spec, labels=labels))
         app.state.orchard_openapi = cached
     return cached[1]
 
 
-def build(*, bearer: bool, spec: InputSpec | None) -> dict[str, Any]:
+def build(
+    *, bearer: bool, spec: InputSpec | None, labels: LabelFit | None = None
+) -> dict[str, Any]:
     """A fresh document: the shipped one, this package's version, fitted to ``spec``."""
     schema: dict[str, Any] = json.loads(DOCUMENT.read_bytes())
     schema["info"]["version"] = version()
     if spec is not None:
         _fit_requests(schema["components"]["schemas"], spec)
+    if labels is not None:
+        _fit_labels(schema["components"]["schemas"], labels)
     if bearer:
         _declare_bearer(schema)
     return schema
+
+
+def label_fit(label: Mapping[str, Any], max_batch: int) -> LabelFit:
+    """What ``labels=`` takes: a label's schema and the most labels a batch may hold."""
+    return {"label": dict(label), "max_batch": max_batch}
+
+
+def _fit_labels(components: dict[str, Any], labels: LabelFit) -> None:
+    for name in ("PredictionLabel", "ReadingLabel"):
+        prop = components[name]["properties"]
+        prop["label"] = {**labels["label"], "description": prop["label"]["description"]}
+        components[name].pop("examples", None)  # the generic example may name another class
+    components["LabelBatch"]["properties"]["labels"]["maxItems"] = labels["max_batch"]
 
 
 def version() -> str:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypeAliasType
 
+from agent.labels.requests import MAX_BATCH, MAX_ID
+
 NumberArray = TypeAliasType("NumberArray", "list[float] | list[NumberArray]")
 
 
@@ -136,3 +138,74 @@ class PredictResponse(BaseModel):
     )
     model_version: str
     timing: Timing
+    prediction_id: str | None = Field(
+        default=None,
+        description="The id to label this prediction with (POST /api/labels); features, "
+        "readings and GET /api/predict/latest.",
+    )
+    prediction_ids: list[str] | None = Field(
+        default=None, description="One id per instance, in order (instances)."
+    )
+
+
+# -- labels ---------------------------------------------------------------------------------
+
+Label = str | float | dict[str, float]
+LABEL = (
+    "A class of the serving model (classify), a number (a one-output regress or forecast "
+    "model) or an object with a number per output name, within the outputs' range."
+)
+
+
+class PredictionLabel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"prediction_id": "3f9a01c2-1b", "label": "occupied"}]},
+    )
+
+    prediction_id: str = Field(
+        min_length=1, max_length=MAX_ID, description="An id from POST /api/predict."
+    )
+    label: Label = Field(description=LABEL)
+
+
+class ReadingLabel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"timestamp": 1717430400.5, "label": "occupied"}]},
+    )
+
+    timestamp: float = Field(
+        ge=0,
+        description="Unix seconds: labels the newest stored reading at most "
+        "[labels] match_tolerance_s before it, and the predictions computed from it.",
+    )
+    label: Label = Field(description=LABEL)
+
+
+class LabelBatch(BaseModel):
+    model_config = _FORBID
+
+    labels: list[PredictionLabel | ReadingLabel] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description=f"Several labels, stored all together or none (at most {MAX_BATCH}, and at "
+        "most [labels] max_per_minute).",
+    )
+
+
+# Exactly one of the three forms.
+LabelRequest = PredictionLabel | ReadingLabel | LabelBatch
+
+
+class Labelled(BaseModel):
+    prediction_ids: list[str] = Field(description="The logged predictions that got the label.")
+    sample_ts: float | None = Field(
+        description="The stored reading that got it (its time), or null: none (a prediction "
+        "on a request body)."
+    )
+
+
+class LabelsResponse(BaseModel):
+    accepted: int = Field(description="How many labels were stored.")
+    results: list[Labelled] = Field(description="Per label, in the order sent.")

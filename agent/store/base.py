@@ -41,6 +41,21 @@ class Dataset:
 
 
 @dataclass(frozen=True, slots=True)
+class SampleLabel:
+    """A label for the stored sample at exactly ``ts`` (see :meth:`Store.label_samples`).
+
+    ``label`` goes to the row's label column, what ``dataset(labels=True)`` returns (a class
+    name, for classification); ``None`` leaves the column as it is. ``values`` are merged into
+    the row's feature values (regression targets: ``dataset((*inputs, *outputs))`` then finds
+    them), replacing a value of the same name.
+    """
+
+    ts: float
+    label: str | None = None
+    values: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoreStats:
     """Cheap facts about the store. ``feature_counts`` is filled only on request (it scans)."""
 
@@ -89,7 +104,6 @@ class Store(abc.ABC):
         row. ``labels=True`` adds the last row's label and drops windows whose last row has none.
         """
 
-    @abc.abstractmethod
     def latest_window(self, features: Sequence[str], window: int) -> FloatArray | None:
         """The newest ``window`` rows carrying every feature as ``(window, F)``, oldest first.
 
@@ -97,11 +111,38 @@ class Store(abc.ABC):
         O(window) on the inference hot path; ``None`` when they hold fewer complete rows
         (not enough data yet, or a feature stopped arriving) rather than a stale window.
         """
+        found = self.latest_window_at(features, window)
+        return None if found is None else found[0]
+
+    @abc.abstractmethod
+    def latest_window_at(
+        self, features: Sequence[str], window: int
+    ) -> tuple[FloatArray, float] | None:
+        """:meth:`latest_window` and the ``ts`` of its last (newest) row.
+
+        The prediction log keeps that time, so a label for the prediction can be set on the
+        reading it was computed from (:meth:`label_samples`).
+        """
 
     def latest(self, features: Sequence[str]) -> FloatArray | None:
         """The newest row carrying every feature as ``(F,)``, or ``None``."""
         rows = self.latest_window(features, 1)
         return None if rows is None else rows[0]
+
+    @abc.abstractmethod
+    def match_samples(self, stamps: Sequence[float], *, tolerance_s: float) -> list[float | None]:
+        """For each time ``t``, the ``ts`` of the newest stored sample in ``[t - tolerance_s, t]``,
+        or ``None`` when no sample is that close. One indexed lookup per time; writes nothing.
+        """
+
+    @abc.abstractmethod
+    def label_samples(self, labels: Sequence[SampleLabel]) -> int:
+        """Label the samples stored at exactly each ``labels[i].ts``, in one transaction.
+
+        Where several samples share a ``ts`` the newest written one is labelled. A ``ts`` that
+        matches no stored sample (retention took it) is skipped; returns how many samples were
+        labelled. A bad label (values beyond float32) raises ``StoreError`` and writes nothing.
+        """
 
     @abc.abstractmethod
     def stats(self, *, per_feature: bool = False) -> StoreStats:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import StoreError
-from agent.store.base import Dataset, FloatArray, Store, StoreStats
+from agent.store.base import Dataset, FloatArray, SampleLabel, Store, StoreStats
 from agent.store.clocksteps import StepLog, elapsed_clock
 from agent.store.codec import EncodedRow, encode_batch
 from agent.store.frames import (
@@ -28,6 +28,7 @@ from agent.store.frames import (
     check_features,
     scan_rows,
 )
+from agent.store.labelling import check_labels, check_stamps, check_tolerance, relabel
 from agent.store.layouts import Layout, decode
 from agent.store.options import StoreSettings
 from agent.types import Sample
@@ -173,7 +174,9 @@ class MemoryStore(Store):
             max_gap_s=max_gap_s,
         )
 
-    def latest_window(self, features: Sequence[str], window: int) -> FloatArray | None:
+    def latest_window_at(
+        self, features: Sequence[str], window: int
+    ) -> tuple[FloatArray, float] | None:
         names = check_features(features)
         check_count("window", window, allow_none=False)
         with self._lock:
@@ -186,10 +189,47 @@ class MemoryStore(Store):
                 self._layouts[row.layout]: [row.layout.index(n) for n in names] for row in rows
             }
             matrix = self._matrix(rows, columns, len(names))
-        matrix = matrix[np.isfinite(matrix).all(axis=1)]
-        if matrix.shape[0] < window:
+        complete = np.isfinite(matrix).all(axis=1)
+        if int(complete.sum()) < window:
             return None
-        return np.ascontiguousarray(matrix[-window:])
+        newest_ts = rows[int(np.flatnonzero(complete)[-1])].ts
+        return np.ascontiguousarray(matrix[complete][-window:]), newest_ts
+
+    def match_samples(self, stamps: Sequence[float], *, tolerance_s: float) -> list[float | None]:
+        check_tolerance(tolerance_s)
+        stamps = check_stamps(stamps)
+        with self._lock:
+            self._check_open()
+            found: list[float | None] = []
+            for ts in stamps:
+                near = [r.ts for r in self._rows if ts - tolerance_s <= r.ts <= ts]
+                found.append(max(near, default=None))
+            return found
+
+    def label_samples(self, labels: Sequence[SampleLabel]) -> int:
+        batch = check_labels(labels)
+        with self._lock:
+            self._check_open()
+            changes: dict[int, EncodedRow] = {}
+            labelled = 0
+            for item in batch:  # encode all first: a bad value changes nothing
+                index = self._index_at(item.ts)
+                if index is not None:
+                    row = changes.get(index, self._rows[index])
+                    changes[index] = relabel(item, row.layout, row.data, row.label)
+                    labelled += 1
+            for index, row in changes.items():
+                self._bytes += _cost(row) - _cost(self._rows[index])
+                self._layouts.setdefault(row.layout, len(self._layouts) + 1)
+                self._rows[index] = row
+            return labelled
+
+    def _index_at(self, ts: float) -> int | None:
+        """Index of the newest written row stored at exactly ``ts``."""
+        for index in range(len(self._rows) - 1, -1, -1):
+            if self._rows[index].ts == ts:
+                return index
+        return None
 
     def stats(self, *, per_feature: bool = False) -> StoreStats:
         with self._lock:

@@ -67,14 +67,16 @@ def read_rows(
 
 def read_latest(
     conn: sqlite3.Connection, columns: Columns, width: int, window: int
-) -> FloatArray | None:
-    """The newest ``window`` complete rows among the newest ``scan_rows(window)`` rows."""
+) -> tuple[FloatArray, float] | None:
+    """The newest ``window`` complete rows among the newest ``scan_rows(window)`` rows, and the
+    ``ts`` of the newest of them."""
     if not columns:
         return None
     # The scan bound (ts of the scan-th newest row) is a subquery: one round trip, and the
     # main query walks the ts index from the newest row down to that bound at most.
     sql = (
-        f"SELECT layout, data FROM samples WHERE layout IN ({_marks(columns)}) AND ts >= COALESCE("
+        f"SELECT ts, layout, data FROM samples WHERE layout IN ({_marks(columns)})"
+        " AND ts >= COALESCE("
         "(SELECT ts FROM samples ORDER BY ts DESC, id DESC LIMIT 1 OFFSET ?), -1e308)"
         " ORDER BY ts DESC, id DESC LIMIT ?"
     )
@@ -84,14 +86,33 @@ def read_latest(
         rows = conn.execute(sql, [*columns, scan - 1, fetch]).fetchall()
         if len(rows) < window:
             return None
-        layout_col, data_col = zip(*rows, strict=True)
+        ts_col, layout_col, data_col = zip(*rows, strict=True)
         matrix = decode(layout_col, data_col, columns, width)
-        matrix = matrix[np.isfinite(matrix).all(axis=1)]
+        complete = np.isfinite(matrix).all(axis=1)
+        matrix = matrix[complete]
         if matrix.shape[0] >= window:
-            return np.ascontiguousarray(matrix[window - 1 :: -1])
+            newest = float(ts_col[int(np.argmax(complete))])  # rows are newest first
+            return np.ascontiguousarray(matrix[window - 1 :: -1]), newest
         if len(rows) < fetch or fetch >= scan:
             return None
         fetch = scan  # some rows held NaN: take every candidate within the scan bound
+
+
+def match_at_or_before(conn: sqlite3.Connection, ts: float, tolerance_s: float) -> float | None:
+    """The ``ts`` of the newest row in ``[ts - tolerance_s, ts]``: one walk down the ts index."""
+    row = conn.execute(
+        "SELECT ts FROM samples WHERE ts <= ? AND ts >= ? ORDER BY ts DESC LIMIT 1",
+        (ts, ts - tolerance_s),
+    ).fetchone()
+    return None if row is None else float(row[0])
+
+
+def row_at(conn: sqlite3.Connection, ts: float) -> tuple[int, int, str | None, bytes] | None:
+    """(id, layout, label, data) of the newest written row stored at exactly ``ts``."""
+    row = conn.execute(
+        "SELECT id, layout, label, data FROM samples WHERE ts = ? ORDER BY id DESC LIMIT 1", (ts,)
+    ).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]), row[2], bytes(row[3]))
 
 
 def time_span(conn: sqlite3.Connection) -> tuple[float | None, float | None]:

@@ -13,8 +13,9 @@ transaction's pages to the WAL and returns without fsync; the WAL is fsynced at 
   sensor history is harmless, so ``NORMAL`` is the default; choose ``FULL`` through
   ``StoreSettings.synchronous`` where every reading matters.
 
-Threads: one writer connection behind a lock (``append_many``, retention) and one reader
-connection behind another (``latest_window``, ``latest``, ``stats``, ``features``). WAL lets the
+Threads: one writer connection behind a lock (``append_many``, ``label_samples``, retention)
+and one reader connection behind another (``latest_window``, ``latest``, ``match_samples``,
+``stats``, ``features``). WAL lets the
 reader run while a write commits, so the inference hot path never waits for the sampler.
 ``dataset`` and ``stats(per_feature=True)`` scan, so each opens a private short-lived connection
 and never holds the hot-path lock. Connections are opened with ``check_same_thread=False``;
@@ -34,10 +35,11 @@ from pathlib import Path
 
 from agent.errors import StoreError
 from agent.store import queries, retention
-from agent.store.base import Dataset, FloatArray, Store, StoreStats
+from agent.store.base import Dataset, FloatArray, SampleLabel, Store, StoreStats
 from agent.store.clocksteps import StepLog, elapsed_clock
 from agent.store.codec import encode_batch
 from agent.store.frames import build_dataset, check_count, check_dataset_args, check_features
+from agent.store.labelling import check_labels, check_stamps, check_tolerance, relabel
 from agent.store.layouts import LayoutCache, define
 from agent.store.options import StoreSettings
 from agent.store.schema import PAGE_SIZE, configure, migrate
@@ -220,6 +222,52 @@ class SqliteStore(Store):
             self._check_open()
             return self._enforce_locked(self._clock())
 
+    def label_samples(self, labels: Sequence[SampleLabel]) -> int:
+        batch = check_labels(labels)
+        if not batch:
+            return 0
+        with self._write_lock:
+            self._check_open()
+            conn = self._writer
+            new_layouts: dict[int, tuple[str, ...]] = {}
+            labelled = 0
+            with translated(self._path, f"labelling of {len(batch)} samples"):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for item in batch:
+                        found = queries.row_at(conn, item.ts)
+                        if found is None:
+                            continue  # retention took it
+                        row_id, layout_id, label, data = found
+                        names = self._layout_names(conn, layout_id, new_layouts)
+                        row = relabel(item, names, data, label)
+                        known = self._layouts.id_of(row.layout)
+                        if known is None:  # define() finds one made earlier in this batch
+                            known = define(conn, row.layout)
+                            new_layouts[known] = row.layout
+                        conn.execute(
+                            "UPDATE samples SET layout = ?, label = ?, data = ? WHERE id = ?",
+                            (known, row.label, row.data, row_id),
+                        )
+                        labelled += 1
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+            self._layouts.add(new_layouts.items())
+        return labelled
+
+    def _layout_names(
+        self, conn: sqlite3.Connection, layout_id: int, pending: dict[int, tuple[str, ...]]
+    ) -> tuple[str, ...]:
+        if layout_id in pending:
+            return pending[layout_id]
+        try:
+            return self._layouts.layout(layout_id)
+        except KeyError:  # defined by another process since the last refresh
+            self._layouts.refresh(conn)
+            return self._layouts.layout(layout_id)
+
     # -- reading -------------------------------------------------------------------------------
 
     def dataset(
@@ -253,7 +301,9 @@ class SqliteStore(Store):
             max_gap_s=max_gap_s,
         )
 
-    def latest_window(self, features: Sequence[str], window: int) -> FloatArray | None:
+    def latest_window_at(
+        self, features: Sequence[str], window: int
+    ) -> tuple[FloatArray, float] | None:
         names = check_features(features)
         check_count("window", window, allow_none=False)
         with self._read_lock:
@@ -265,6 +315,14 @@ class SqliteStore(Store):
                     self._layouts.refresh(self._reader)
                     columns = self._layouts.covering(names)
                 return queries.read_latest(self._reader, columns, len(names), window)
+
+    def match_samples(self, stamps: Sequence[float], *, tolerance_s: float) -> list[float | None]:
+        check_tolerance(tolerance_s)
+        stamps = check_stamps(stamps)
+        with self._read_lock:
+            self._check_open()
+            with translated(self._path, "sample match"):
+                return [queries.match_at_or_before(self._reader, ts, tolerance_s) for ts in stamps]
 
     def stats(self, *, per_feature: bool = False) -> StoreStats:
         with self._read_lock:

@@ -72,7 +72,9 @@ def _document() -> dict[str, Any]:
         metrics=AgentMetrics(process=False),
         settings=HttpSettings(token=TOKEN),
     )
-    return docs.openapi(app, bearer=True, spec=SERVED_SPEC)
+    classes = synthetic.make("mlp", "classify", n=10, seed=1).spec.labels
+    fit = docs.label_fit({"type": "string", "enum": list(classes)}, 100)
+    return docs.openapi(app, bearer=True, spec=SERVED_SPEC, labels=fit)
 
 
 DOCUMENT = _document()
@@ -94,7 +96,13 @@ def test_the_served_document_is_the_fuzzed_one(serving_agent: AgentProcess) -> N
     guarded = {
         p for p, ops in DOCUMENT["paths"].items() for op in ops.values() if op.get("security")
     }
-    assert guarded == {"/api/info", "/api/predict", "/api/predict/latest", "/metrics"}
+    assert guarded == {
+        "/api/info",
+        "/api/predict",
+        "/api/predict/latest",
+        "/api/labels",
+        "/metrics",
+    }
 
 
 def _header(response: schemathesis.Response, name: str) -> str:

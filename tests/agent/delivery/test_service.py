@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -208,5 +209,48 @@ def test_bad_stale_and_foreign_messages_change_nothing(
         assert _outcomes(events).count("refused") == 2
         assert service.section().desired == "v1" and _serving(slots) == "v1"
         assert server.fetched("model.tflite") == 1
+    finally:
+        service.stop()
+
+
+def test_signed_by_the_fleet_ca_installs_anything_else_is_refused(
+    tmp_path: Path, server: ArtifactServer
+) -> None:
+    """Real signatures: a signer certificate from the real FleetCA, checked by the agent's
+    ``trust_ca`` check; a tampered signature, another CA's signer and a non-signing cert fail."""
+    from agent.delivery.desired import signed_bytes
+    from agent.delivery.trust import signature_check
+    from orchard_common.signing import Signer, sign_artifact
+    from provisioning.ca import FleetCA
+
+    ca = FleetCA.init(tmp_path / "ca")
+    other = FleetCA.init(tmp_path / "other-ca")
+    signer = Signer(*ca.signer_cert("coordinator"))
+    stranger = Signer(*other.signer_cert("coordinator"))
+    events = Events()
+    service, slots = _service(
+        tmp_path, events, require_signed=True, check=signature_check(tmp_path / "ca" / "ca.pem")
+    )
+
+    def deliver(seq: int, artifact: Artifact, pem: bytes, state: str) -> str:
+        server.faults.extra["signer.pem"] = pem
+        service.on_message(TOPIC, desired(DEVICE, seq, artifact))
+        wait_until(lambda: service.section().state == state, what=state)
+        return service.section().last_error or ""
+
+    try:
+        good = sign_artifact(server.artifact("v1"), signer, signed_bytes=signed_bytes)
+        assert deliver(1, good, signer.cert_pem, "installed") == ""
+        v2 = sign_artifact(server.artifact("v2"), signer, signed_bytes=signed_bytes)
+        forged = replace(v2, signature=good.signature)  # v1's signature on v2's digests
+        assert "(signature)" in deliver(2, forged, signer.cert_pem, "refused")
+        moved = replace(v2, sha256="0" * 64)  # a digest changed after signing: bytes differ
+        assert "differs" in deliver(3, moved, signer.cert_pem, "refused")
+        foreign = sign_artifact(server.artifact("v2"), stranger, signed_bytes=signed_bytes)
+        assert "(issuer)" in deliver(4, foreign, stranger.cert_pem, "refused")
+        assert "(fingerprint)" in deliver(5, v2, stranger.cert_pem, "refused")
+        assert _serving(slots) == "v1"
+        assert deliver(6, v2, signer.cert_pem, "installed") == ""
+        assert _serving(slots) == "v2"
     finally:
         service.stop()

@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from agent.healthz import AgentState, Healthz
+from agent.labels import LabelService, LabelSettings
 from agent.metrics import AgentMetrics
 from agent.serve import HttpSettings, create_app
 from agent.slots import ModelSlots
@@ -30,24 +31,37 @@ Factory = Callable[..., TestClient]
 
 @pytest.fixture
 def make_client(tmp_path: Path, bundles: Bundles) -> Iterator[Factory]:
+    """``make_client(model, store=, settings=, labels=True)``: labels=False builds the app
+    without a label service (no prediction log, no ids)."""
     clients: list[TestClient] = []
+    services: list[LabelService] = []
 
     def make(
         model: tuple[str, ...] | None = ("mlp", "classify"),
         *,
         store: Store | None = None,
         settings: HttpSettings | None = None,
+        labels: bool = True,
         **kwargs: Any,
     ) -> TestClient:
         slots = ModelSlots(tmp_path / f"models-{len(clients)}")
         slots.load()
         if model is not None:
             slots.install(bundles(*model))
+        service = None
+        if labels:
+            service = LabelService(
+                LabelSettings(),
+                store,
+                model=lambda: None if (p := slots.current()) is None else p.manifest,
+            )
+            services.append(service)
         app = create_app(
             slots=slots,
             store=store,
             metrics=AgentMetrics(process=False),
             settings=settings or HttpSettings(),
+            labels=service,
             **kwargs,
         )
         client = TestClient(app, raise_server_exceptions=False)
@@ -57,6 +71,8 @@ def make_client(tmp_path: Path, bundles: Bundles) -> Iterator[Factory]:
     yield make
     for c in clients:
         c.close()
+    for service in services:
+        service.close()
 
 
 def test_healthz_and_503_before_the_first_model(make_client: Factory) -> None:
@@ -291,7 +307,11 @@ def test_responses_match_their_documented_models(make_client: Factory) -> None:
     for body in ({"features": X}, {"instances": [X, X]}):
         answer = client.post("/api/predict", json=body).json()
         model = schemas.PredictResponse.model_validate(answer)
-        assert model.model_dump(mode="json") == answer
+        assert model.model_dump(mode="json", exclude_none=True) == answer
+    plain = make_client(labels=False).post("/api/predict", json={"features": X}).json()
+    assert "prediction_id" not in plain  # no log, no id: the answer as before
+    model = schemas.PredictResponse.model_validate(plain)
+    assert model.model_dump(mode="json", exclude_none=True) == plain
     TypeAdapter(schemas.PredictRequest).validate_python({"features": X})
     error = client.post("/api/predict", json={"features": [1.0]}).json()
     assert schemas.ErrorResponse.model_validate(error).model_dump() == error
@@ -385,3 +405,29 @@ def test_latest_builds_a_window(make_client: Factory) -> None:
     latest = client.get("/api/predict/latest").json()
     direct = client.post("/api/predict", json={"features": rows[-32:].tolist()}).json()
     assert latest["result"]["values"] == pytest.approx(direct["result"]["values"], rel=1e-5)
+
+
+def test_openapi_describes_the_labels_the_serving_model_takes(
+    make_client: Factory, bundles: Bundles
+) -> None:
+    import schemathesis
+
+    from agent.labels.requests import value_ranges
+
+    schema = make_client().get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for name in ("PredictionLabel", "ReadingLabel"):
+        label = components[name]["properties"]["label"]
+        assert label["enum"] == ["empty", "occupied", "ventilating"] and label["description"]
+    assert components["LabelBatch"]["properties"]["labels"]["maxItems"] == 100
+    schemathesis.openapi.from_dict(schema).validate()
+
+    regress = make_client(("mlp", "regress")).get("/openapi.json").json()
+    label = regress["components"]["schemas"]["ReadingLabel"]["properties"]["label"]
+    number, whole = label["anyOf"]
+    manifest = Manifest.load(bundles("mlp", "regress") / "manifest.json")
+    ((low, high),) = value_ranges(manifest).values()
+    assert number == {"type": "number", "minimum": low, "maximum": high}
+    assert whole["required"] == ["comfort_c"] and whole["additionalProperties"] is False
+    plain = make_client(labels=False).get("/openapi.json").json()["components"]["schemas"]
+    assert "enum" not in plain["PredictionLabel"]["properties"]["label"]  # the generic body

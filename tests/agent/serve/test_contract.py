@@ -189,7 +189,7 @@ def test_swaps_while_a_client_keeps_predicting(
         stop.set()
         thread.join(timeout=30)
     assert seen and all(status == 200 for status, _ in seen)
-    versions = [v for _, v in seen]
+    versions = [str(v) for _, v in seen]
     assert set(versions) <= {"1", "2"}
     assert versions == sorted(versions)  # never back to the old model after the swap
     assert agent.events.count("model_rejected") == 3

@@ -46,6 +46,7 @@ def test_every_route_is_documented_and_no_other() -> None:
         ("/api/info", "get"),
         ("/api/predict", "post"),
         ("/api/predict/latest", "get"),
+        ("/api/labels", "post"),
         ("/metrics", "get"),
     }
 
