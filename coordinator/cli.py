@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from coordinator import fleet_cli
+from coordinator import fleet_cli, rollout_cli
 
 if TYPE_CHECKING:
     from coordinator.config import CoordinatorSettings
@@ -134,6 +134,7 @@ def _answer_line(answer: dict[str, object]) -> str:
 
 
 DEFAULT_CONFIG = Path("coordinator.toml")
+DELIVER_WAIT_S = 120.0  # after a run: how long `run` waits for every online board to install
 
 
 def _load_or_exit(path: Path) -> CoordinatorSettings:
@@ -185,9 +186,35 @@ def run(
             result = coordinator.train()
             typer.echo(f"run {result.run_id} completed: {result.run_dir}")
             typer.echo(f"plots: {result.run_dir / 'training.png'}")
+            coordinator.deliver_after_run(result, timeout=DELIVER_WAIT_S)
+            if coordinator.models.rollout_active():
+                typer.echo(
+                    "a canary rollout is running: serving until it is decided "
+                    "(orchard-coordinator rollout status; Ctrl-C stops, the rollout resumes "
+                    "at the next start)"
+                )
+                coordinator.wait(until=lambda: not coordinator.models.rollout_active())
             if keep_serving:
                 typer.echo("serving until Ctrl-C / SIGTERM ...")
                 coordinator.wait()
+    except CoordinatorError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def serve(
+    config_path: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="coordinator.toml"),
+) -> None:
+    """Serve without training: health, dashboard, models and rollouts, the SuperLink."""
+    from coordinator.errors import CoordinatorError
+    from coordinator.service import Coordinator
+
+    cfg = _load_or_exit(config_path)
+    try:
+        with Coordinator(cfg, say=typer.echo) as coordinator:
+            typer.echo("serving until Ctrl-C / SIGTERM ...")
+            coordinator.wait()
     except CoordinatorError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
@@ -236,6 +263,7 @@ def predict(
 
 
 app.command("fleet")(fleet_cli.fleet)
+app.add_typer(rollout_cli.app, name="rollout")
 
 
 def main() -> None:

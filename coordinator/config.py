@@ -26,6 +26,14 @@ validation = "validation.csv"         # central evaluation each round (optional)
 enabled = false                       # [run.secure_aggregation]
 
 [mqtt] [registry] [dashboard] [selection]   # coordinator.health.settings
+
+[delivery]                            # coordinator.delivery.settings: where boards fetch models
+port = 8781                           # also host, base_url, tls_cert, tls_key, tls_ca (mutual TLS)
+signing_cert = "signers/coordinator.pem"   # with signing_key: sign the models delivered
+signing_key = "signers/coordinator.key"
+
+[rollout]                             # coordinator.rollout.settings (docs/rollout.md)
+after_run = "deliver"                 # after each run: "deliver", "canary" or "none"
 """
 
 from __future__ import annotations
@@ -33,10 +41,11 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coordinator.delivery.settings import DeliverySettings
 from coordinator.errors import ConfigError, InvalidConfig
 from coordinator.federation.errors import InvalidRunConfig
 from coordinator.federation.runconfig import RunSettings
@@ -44,11 +53,12 @@ from coordinator.federation.superlink import SuperLinkSettings
 from coordinator.health.settings import SECTIONS as HEALTH_SECTIONS
 from coordinator.health.settings import FleetHealthSettings
 from coordinator.options import Section
+from coordinator.rollout.settings import RolloutSettings
 from models.errors import ModelError
 from models.spec import InputSpec, ModelSpec, Task
 
 TOP_KEYS = ("state_dir",)
-SECTIONS = ("superlink", "model", "run", *HEALTH_SECTIONS)
+SECTIONS = ("superlink", "model", "run", *HEALTH_SECTIONS, "delivery", "rollout")
 
 
 @dataclass(frozen=True)
@@ -59,10 +69,17 @@ class CoordinatorSettings:
     run: RunSettings
     health: FleetHealthSettings
     source: str = "<defaults>"
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
 
     @property
     def runs_dir(self) -> Path:
         return self.state_dir / "runs"
+
+    @property
+    def rollout_path(self) -> Path:
+        """The rollout store: ``[rollout] path``, else ``rollout.sqlite`` beside the registry."""
+        return self.rollout.resolve_path(self.health.registry.resolve_path(self.runs_dir))
 
     def run_settings(self) -> RunSettings:
         """``[run]`` with the model, absolute paths and the registry filled in."""
@@ -157,9 +174,13 @@ def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> Coordina
         health = FleetHealthSettings.from_mapping({k: tables[k] for k in HEALTH_SECTIONS})
     except InvalidConfig as exc:
         errors += exc.errors
+    delivery = DeliverySettings.from_section(Section("delivery", tables["delivery"], errors))
+    rollout = RolloutSettings.from_section(Section("rollout", tables["rollout"], errors))
     if errors:
         raise InvalidConfig(source, errors)
-    return CoordinatorSettings(state_dir, superlink, model, run, health, source)
+    return CoordinatorSettings(
+        state_dir, superlink, model, run, health, source, delivery=delivery, rollout=rollout
+    )
 
 
 def load(path: Path) -> CoordinatorSettings:

@@ -28,6 +28,8 @@ from coordinator.health.settings import FleetHealthSettings
 
 if TYPE_CHECKING:
     from coordinator.dashboard.server import DashboardServer
+    from coordinator.rollout.settings import RolloutSettings
+    from coordinator.rollout.store import RolloutStore
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,11 @@ class HealthService:
         runs_dir: Path | str = Path("runs"),
         clock: Clock = time.time,
         subscribe_timeout_s: float = 10.0,
+        rollout: RolloutSettings | None = None,
     ) -> None:
         self.settings = settings or FleetHealthSettings()
+        self.rollout = rollout  # set: open the rollout store too (the dashboard's models view)
+        self.rollout_store: RolloutStore | None = None
         self.runs_dir = Path(runs_dir)
         self.clock = clock
         self.subscribe_timeout_s = subscribe_timeout_s
@@ -88,6 +93,12 @@ class HealthService:
             retention_s=r.history_retention_h * 3600.0,
         )
         self.metrics.watch_devices(self.registry.counts)
+        if self.rollout is not None:
+            from coordinator.rollout.store import RolloutStore
+
+            self.rollout_store = RolloutStore(
+                self.rollout.resolve_path(self.registry.path), clock=self.clock
+            )
         self.ingest = HealthIngest(
             s.mqtt, self.mqtt_host, self.mqtt_port, self.registry, self.metrics, clock=self.clock
         )
@@ -103,7 +114,7 @@ class HealthService:
             from coordinator.dashboard.server import DashboardServer
 
             server = DashboardServer(
-                create_app(self.registry, self.runs_dir, self.metrics),
+                create_app(self.registry, self.runs_dir, self.metrics, self.rollout_store),
                 s.dashboard.host,
                 s.dashboard.port,
             )
@@ -130,6 +141,9 @@ class HealthService:
         if self.ingest is not None:
             self.ingest.stop()
             self.ingest = None
+        if self.rollout_store is not None:
+            self.rollout_store.close()
+            self.rollout_store = None
         if self.registry is not None:
             self.registry.close()
             self.registry = None

@@ -20,6 +20,7 @@ from coordinator.federation.history import RoundSummary
 from coordinator.federation.submit import follow, submit
 from coordinator.federation.superlink import SuperLink
 from coordinator.health_service import HealthService
+from coordinator.lifecycle import ModelLifecycle
 
 
 @dataclass
@@ -45,7 +46,8 @@ class Coordinator:
     def __init__(self, config: CoordinatorSettings, say: Callable[[str], None] = print) -> None:
         self.config = config
         self.say = say
-        self.health = HealthService(config.health, runs_dir=config.runs_dir)
+        self.health = HealthService(config.health, runs_dir=config.runs_dir, rollout=config.rollout)
+        self.models = ModelLifecycle(config, self.health)
         self.superlink = SuperLink(config.superlink)
         self._stop = threading.Event()
 
@@ -55,8 +57,11 @@ class Coordinator:
         where = self.health.dashboard_url or "disabled"
         self.say(f"health: MQTT {self.health.mqtt_host}:{self.health.mqtt_port}, dashboard {where}")
         try:
+            self.models.start()
+            self.say(f"models: served on {self.models.url}")
             self.superlink.start()
         except BaseException:
+            self.models.stop()
             self.health.stop()
             raise
         self.say(
@@ -68,7 +73,27 @@ class Coordinator:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.superlink.stop()
+        self.models.stop()
         self.health.stop()
+
+    def deliver_after_run(self, result: RunResult, timeout: float) -> bool:
+        """``[rollout] after_run`` for the run's last round; with ``deliver``, wait (bounded)
+        until every online device serves it. True when settled (or nothing to do)."""
+        done = [r for r in result.history.get("rounds", []) if isinstance(r.get("round"), int)]
+        if not done or result.history.get("status") != "completed":
+            return True
+        rounds = int(done[-1]["round"])
+        rollout = self.models.after_run(result.run_id, rounds)
+        mode = self.config.rollout.after_run
+        if rollout is None:
+            return True
+        self.say(f"models: {mode} of {result.run_id}.{rounds} started ({rollout})")
+        if mode != "deliver":
+            return True  # a canary soaks for minutes: `rollout status` follows it
+        settled = self.models.wait_settled(timeout)
+        if not settled:
+            self.say(f"models: not every online device serves it after {timeout:.0f} s")
+        return settled
 
     def train(self) -> RunResult:
         settings = self.config.run_settings()
@@ -93,11 +118,13 @@ class Coordinator:
         )
         return RunResult(run_id, Path(settings.out_dir) / run_id, history)
 
-    def wait(self) -> None:
-        """Block until SIGTERM/SIGINT."""
+    def wait(self, until: Callable[[], bool] | None = None) -> None:
+        """Block until SIGTERM/SIGINT, or until ``until()`` is true."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())
         while not self._stop.wait(1.0):
+            if until is not None and until():
+                return
             if not self.superlink.alive:
                 self.say("the SuperLink exited")
                 return

@@ -6,6 +6,7 @@
     GET /api/devices/{id}               one device: summary, birth, last health, recent events
     GET /api/devices/{id}/history       health points for charts (?since=<unix ts>&limit=)
     GET /api/runs/latest                the newest runs/<run-id>/history.json
+    GET /api/models                     versions per device, the rollout, metrics per version
     GET /metrics                        Prometheus text format
 
 Nothing to build and no CDN: the page works offline.
@@ -21,15 +22,20 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from coordinator.dashboard.models_api import models_document
 from coordinator.dashboard.runs import latest_history
 from coordinator.health.metrics import CONTENT_TYPE, HealthMetrics
 from coordinator.health.registry import HISTORY_METRICS, Registry
+from coordinator.rollout.store import RolloutStore
 
 STATIC = Path(__file__).with_name("static")
 
 
 def create_app(
-    registry: Registry, runs_dir: Path | None = None, metrics: HealthMetrics | None = None
+    registry: Registry,
+    runs_dir: Path | None = None,
+    metrics: HealthMetrics | None = None,
+    rollout: RolloutStore | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Orchard coordinator", docs_url=None, redoc_url=None)
     page = (STATIC / "index.html").read_text(encoding="utf-8")
@@ -84,6 +90,10 @@ def create_app(
     @app.get("/api/runs/latest")
     def runs_latest() -> dict[str, Any]:
         return latest_history(runs_dir)
+
+    @app.get("/api/models")
+    def models() -> dict[str, Any]:
+        return models_document(registry, rollout)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.config import CoordinatorSettings
+from coordinator.delivery.settings import DeliverySettings
 from coordinator.demo import datasets
 from coordinator.demo.fleet import Device, free_port, wait_connected, wait_until
 from coordinator.demo.partition import Partitioning, split
 from coordinator.federation.runconfig import RunSettings
 from coordinator.federation.superlink import SuperLinkSettings
 from coordinator.health.settings import FleetHealthSettings
+from coordinator.rollout.settings import RolloutSettings
 from coordinator.service import Coordinator
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,9 @@ def run(opts: DemoSettings, say: Callable[[str], None] = print) -> DemoResult:
         health=FleetHealthSettings.from_mapping(
             {"mqtt": {"port": 0}, "dashboard": {"port": free_port()}}
         ),
+        # the final model goes to every board as its desired state (no canary in a demo)
+        delivery=DeliverySettings(port=free_port()),
+        rollout=RolloutSettings(after_run="deliver", tick_s=1.0),
         source="demo",
     )
     devices = [
@@ -110,6 +115,7 @@ def run(opts: DemoSettings, say: Callable[[str], None] = print) -> DemoResult:
         wait_connected(devices, opts.connect_timeout_s)
         say(f"{opts.devices} agents serving and connected")
         result = coordinator.train()
+        coordinator.deliver_after_run(result, timeout=90.0)
         run_id, history = result.run_id, result.history
         final = f"{run_id}.{opts.rounds}"
         answers = latest_answers(devices, final)

@@ -198,15 +198,13 @@ def test_three_rounds_learn_and_only_declared_values_leave_the_devices(fleet: Fl
     assert health["trainer"]["last_outcome"] == "over_memory"
     for name in ("history.json", "training.png", "confusion.png"):
         assert (fleet.work / "runs" / run_id / name).exists()
-    # the three healthy devices now serve the final global model
-    wait_until(
-        "final model on the devices",
-        lambda: all(
-            (d.health() or {}).get("model", {}).get("version", "").startswith(f"{run_id}.3")
-            for d in fleet.devices[:3]
-        ),
-        60,
-    )
+    # evaluate messages install nothing: a model reaches a board only as its desired state
+    # (tests/lifecycle/), so no device serves a round of this run
+    for d in fleet.devices:
+        model = (d.health() or {}).get("model") or {}
+        assert not str(model.get("version", "")).startswith(run_id), (d.device_id, model)
+    exported = [p for d in fleet.devices for p in (d.root / "models").rglob(f"*{run_id}*")]
+    assert not exported, exported
 
 
 def test_min_devices_beyond_the_fleet_fails_with_a_clear_message(fleet: Fleet) -> None:

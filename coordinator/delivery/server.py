@@ -1,0 +1,74 @@
+"""The artifact server: ``GET /models/{version}/{name}`` streams what the catalog serves.
+
+``name`` is ``manifest.json``, ``model.tflite`` or ``signer.pem``; every file is opened through
+:meth:`Catalog.path`, so a version the catalog does not know, any other name and any path with
+more segments (``..``, encoded slashes) get a 404 whose JSON ``error`` names what is missing.
+Files are streamed with their ``Content-Length`` (``HEAD`` and byte ranges work, so a board can
+resume). Run it like the dashboard, on uvicorn in a background thread, with ``[delivery]``'s
+TLS::
+
+    catalog = Catalog.from_settings(cfg.delivery, cfg.runs_dir)
+    server = DashboardServer(
+        create_app(catalog), cfg.delivery.host, cfg.delivery.port, name="delivery",
+        tls_cert=cfg.delivery.tls_cert, tls_key=cfg.delivery.tls_key, tls_ca=cfg.delivery.tls_ca,
+    )
+    server.start()
+
+With ``tls_ca`` (mutual TLS) the TLS handshake already refused every client without a
+certificate from the fleet CA before a request reaches this app (docs/tls.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from coordinator.delivery.catalog import SIGNER_FILE, Catalog
+from coordinator.delivery.errors import ArtifactError, DeliveryError, NotServed
+from models.manifest import MANIFEST_FILE, MODEL_FILE
+
+logger = logging.getLogger(__name__)
+
+MEDIA_TYPES: Final = {
+    MANIFEST_FILE: "application/json",
+    MODEL_FILE: "application/octet-stream",
+    SIGNER_FILE: "application/x-pem-file",
+}
+
+
+def create_app(catalog: Catalog) -> Starlette:
+    """The ASGI app serving ``catalog`` (one route; every other path is a JSON 404)."""
+
+    def model_file(request: Request) -> Response:
+        # A plain function: Starlette runs it in its thread pool (the catalog hashes files).
+        version = request.path_params["version"]
+        name = request.path_params["name"]
+        try:
+            path = catalog.path(version, name)
+        except (NotServed, ArtifactError) as exc:
+            logger.info("delivery: refused %s: %s", request.url.path, exc)
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except DeliveryError as exc:
+            logger.warning("delivery: cannot serve %s: %s", request.url.path, exc)
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        return FileResponse(path, media_type=MEDIA_TYPES[name])
+
+    async def refuse(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException) and exc.status_code == 405:
+            expected, received = "GET or HEAD", f"method={request.method}"
+        else:
+            expected = "/models/<version>/<manifest.json|model.tflite|signer.pem>"
+            received = f"path={request.url.path[:200]!r}"
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        return JSONResponse({"error": f"expected {expected}. Received: {received}"}, status)
+
+    return Starlette(
+        routes=[Route("/models/{version}/{name}", model_file, methods=["GET", "HEAD"])],
+        exception_handlers={404: refuse, 405: refuse},
+    )
