@@ -52,6 +52,9 @@ def valid(tp: Any, meta: dict[str, Any] | None = None) -> st.SearchStrategy[Any]
         if len(args) == 2 and args[1] is Ellipsis:
             return st.lists(valid(args[0], meta), max_size=8)
         return st.tuples(*(valid(a, meta) for a in args)).map(list)
+    if origin is dict and len(args) == 2 and args[1] in (int, float):  # e.g. class counts
+        number = valid(args[1], {})
+        return st.dictionaries(st.text(max_size=64), number, max_size=8)
     if origin is dict:
         flat = st.one_of(
             st.none(),
