@@ -41,6 +41,8 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "PAYLOADS",
     "STATES",
+    "Ack",
+    "AckStatus",
     "Birth",
     "Delivery",
     "DeliveryState",
@@ -375,12 +377,42 @@ class Event(_Payload):
     data: dict[str, str | int | float | bool | None] = field(default_factory=dict)
 
 
-Payload: TypeAlias = Status | Birth | Health | Event
-PAYLOADS: Final[Mapping[str, type[Status] | type[Birth] | type[Health] | type[Event]]] = {
+# -- ack ------------------------------------------------------------------------------------
+
+AckStatus = Literal["applied", "restarting", "rejected", "refused", "rolled_back"]
+
+
+@dataclass(frozen=True)
+class Ack(_Payload):
+    """Not retained: the agent's answer to a command (``agent.remote.command.Command``).
+
+    ``status``: ``applied`` (the new config runs; ``live`` says whether without a restart),
+    ``restarting`` (written, the agent restarts through systemd to take it; ``applied`` follows
+    once it is healthy), ``rejected`` (a wrong key or value: ``errors`` name each, in the
+    check-config wording; the old config keeps running), ``refused`` (unsigned, wrongly
+    signed, expired, replayed, or a key that must not change remotely: nothing changed) or
+    ``rolled_back`` (the new config did not become healthy in time: the last good one runs).
+    ``config_version`` is the sha256 (first 16 hex digits) of the effective config that runs.
+    """
+
+    _topic_kind = "ack"
+    seq: int = field(metadata=_POS)
+    ts: float = field(metadata=_POS)
+    status: AckStatus
+    config_version: str | None = None
+    live: bool = False
+    errors: tuple[str, ...] = ()
+
+
+Payload: TypeAlias = Status | Birth | Health | Event | Ack
+PAYLOADS: Final[
+    Mapping[str, type[Status] | type[Birth] | type[Health] | type[Event] | type[Ack]]
+] = {
     "status": Status,
     "birth": Birth,
     "health": Health,
     "event": Event,
+    "ack": Ack,
 }
 
 

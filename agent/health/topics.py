@@ -16,11 +16,12 @@ from typing import Final, Literal, NamedTuple, cast
 
 from agent.health.codec import SchemaError
 
-Kind = Literal["status", "birth", "health", "event"]
-KINDS: Final[tuple[Kind, ...]] = ("status", "birth", "health", "event")
+Kind = Literal["status", "birth", "health", "event", "ack"]
+KINDS: Final[tuple[Kind, ...]] = ("status", "birth", "health", "event", "ack")
 # Topics the coordinator publishes to a device (downlink); the ingest skips them.
 #   desired  retained: the model the device should serve (agent.delivery.desired.Desired)
-DOWNLINK_KINDS: Final[tuple[str, ...]] = ("desired",)
+#   command  retained: a signed configuration patch (agent.remote.command.Command)
+DOWNLINK_KINDS: Final[tuple[str, ...]] = ("desired", "command")
 DEFAULT_PREFIX: Final = "orchard/v1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # same rule as agent.toml device_id
 
@@ -84,6 +85,16 @@ class Topics:
     @property
     def event(self) -> str:
         return self.topic("event")
+
+    @property
+    def ack(self) -> str:
+        """The agent's answer to a command (``Ack``)."""
+        return self.topic("ack")
+
+    @property
+    def command(self) -> str:
+        """Downlink, retained: a signed command for this device."""
+        return f"{self.base}/command"
 
     @property
     def desired(self) -> str:

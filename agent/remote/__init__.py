@@ -1,0 +1,1 @@
+"""Remote operations: signed commands from the coordinator (configuration patches)."""
