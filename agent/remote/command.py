@@ -7,14 +7,15 @@ The coordinator publishes one retained command per device on ``<base>/command``
      "expires": 1765003600.1, "kind": "config",
      "patch": {"sampling.interval_s": "5", "training.allowed_hours": "[6, 22]",
                "sensors.room.interval_s": "10", "labels.mqtt_topic": null},
+     "signer_url": "https://laptop:8781/signer.pem",
      "signer": "<sha256 of the signer certificate's DER>",
      "signature": "<base64 ECDSA P-256 SHA-256 over signed_bytes(command)>"}
 
 ``patch`` maps a dotted key (``section.key``, ``sensors.NAME.key`` or a top-level key) to a
 TOML value as text (so lists and strings keep their types), or ``null`` to remove the key
 (back to its default). The agent refuses a command that is unsigned or wrongly signed (checked
-against ``[models] trust_ca``: the coordinator's signer certificate, fetched with
-``{url}/signer.pem`` from the artifact server as for models, or the ``signer_url`` field),
+against ``[models] trust_ca``, with the coordinator's signer certificate fetched from
+``signer_url``, the artifact server's ``/signer.pem``, and cached by fingerprint),
 expired (``expires`` < now), replayed or stale (``seq`` <= the last one it acted on, kept in
 ``<state_dir>/remote/``), or that touches a key in :data:`FORBIDDEN`. It answers every command
 it acted on with an ``ack`` (:class:`agent.health.schema.Ack`) on ``<base>/ack``.
@@ -71,6 +72,7 @@ class Command:
     expires: float = field(metadata=_POS)
     kind: Literal["config"]
     patch: dict[str, str | None] = field(default_factory=dict)
+    signer_url: str | None = None  # where the signer certificate is (the artifact server)
     signer: str | None = None
     signature: str | None = None
 
@@ -89,6 +91,10 @@ class Command:
                 raise SchemaError(f"command.patch.{key}", value, "a TOML value as text, or null")
         if command.expires <= command.issued:
             raise SchemaError("command.expires", command.expires, "a time after issued")
+        if command.signer_url is not None and not command.signer_url.startswith(
+            ("http://", "https://")
+        ):
+            raise SchemaError("command.signer_url", command.signer_url, "an http(s) URL")
         if (command.signer is None) != (command.signature is None):
             raise SchemaError("command.signature", command.signature, "set together with signer")
         return command
