@@ -49,7 +49,8 @@ def sample(device_id: str, rec: DeviceRecord | None, version: str | None) -> Sam
         return Sample(device_id, online(rec), serving=False)
     serving = health.model is not None and health.model.version == version
     live = next((m for m in health.models if m.version == version), None) if serving else None
-    return Sample(device_id, online(rec), serving, live)
+    before = next((m for m in health.models if m.version != version), None) if serving else None
+    return Sample(device_id, online(rec), serving, live, before)
 
 
 def samples(

@@ -71,6 +71,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "disk": {"free_mb": 1, "pct": 1},
     },
     "event": {"kind": "x", "ts": 1.0},
+    "ack": {"seq": 1, "ts": 1.0, "status": "applied"},
 }
 # name -> (body from a minimal document, the field named, what the error says was expected)
 HOSTILE: dict[str, tuple[Any, str, str]] = {
@@ -121,7 +122,9 @@ def test_known_hostile_payloads_are_refused(kind: str, hostile: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_int_field_beyond_64_bits_is_refused(kind: str) -> None:
-    field = {"status": "session", "birth": "session", "health": "seq", "event": "ts"}[kind]
+    field = {"status": "session", "birth": "session", "health": "seq", "event": "ts", "ack": "seq"}[
+        kind
+    ]
     with pytest.raises(SchemaError, match=r"at most 64 bits|finite number") as info:
         decode_payload(kind, json.dumps({**MINIMAL[kind], field: 2**64}).encode())
     assert info.value.field == f"{kind}.{field}"

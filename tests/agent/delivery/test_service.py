@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,12 +12,12 @@ import pytest
 from agent.config import ModelSettings
 from agent.delivery.desired import Artifact
 from agent.delivery.fetch import HttpFetcher
-from agent.delivery.service import DeliveryService, SignatureCheck
+from agent.delivery.service import STAGING_DIR, DeliveryService, SignatureCheck
 from agent.errors import DeliveryError
-from agent.slots import ModelSlots
+from agent.slots import INCOMING_DIR, ModelSlots
 from tests.agent.delivery.artifacts import ArtifactServer, desired, serve
 from tests.agent.serve.bundles import Bundles, bundles
-from tests.agent.slot_helpers import Events, golden_ok, tree_digest
+from tests.agent.slot_helpers import Events, golden_ok
 from tests.waiting import wait_until
 
 __all__ = ["bundles"]
@@ -61,6 +62,16 @@ def _service(
     )
     service.start()
     return service, slots
+
+
+def tree_digest(models: Path) -> str:
+    """The slots' files (not ``.incoming/`` nor ``.delivery/``: a retry may stage any time)."""
+    h = hashlib.sha256()
+    for p in sorted(models.rglob("*")):
+        skipped = INCOMING_DIR in p.parts or STAGING_DIR in p.parts
+        if not skipped and p.is_file():
+            h.update(str(p.relative_to(models)).encode() + p.read_bytes())
+    return h.hexdigest()
 
 
 def _serving(slots: ModelSlots) -> str | None:

@@ -204,3 +204,25 @@ def test_a_dip_within_the_noise_of_few_labels_is_not_a_rollback() -> None:
     # no margin: the bare comparison
     bare = Criteria(SOAK, 2 * SOAK, 30, Thresholds(confidence_z=0.0))
     assert evaluate(dip, control(), bare, elapsed_s=10).action == "rollback"
+
+
+def test_drift_on_few_predictions_is_within_the_noise() -> None:
+    """PSI 0.29 from 30 predictions against 100 over three classes is what sampling alone
+    does (an end-to-end run rolled a good canary back on exactly that); the same PSI over
+    thousands of predictions is a real shift."""
+
+    def board(n: int, m: int) -> Sample:
+        live = LiveModel(
+            "v2", predictions=n, drift_psi=0.29, classes={"a": n // 3, "b": n - n // 3}
+        )
+        before = LiveModel("v1", predictions=m, classes={"a": m // 2, "b": m - m // 2})
+        return Sample("pi-1", True, True, live, before)
+
+    few = evaluate([board(30, 100)], control(), CRITERIA, elapsed_s=10)
+    assert few.action == "wait", few.reason
+    assert "drift PSI 0.29 <= 0.25 + 0.47 (noise margin)" in few.reason
+    many = evaluate([board(6000, 6000)], control(), CRITERIA, elapsed_s=10)
+    assert many.action == "rollback"
+    assert many.reason == (
+        "canary class drift PSI 0.29 against the previous version > 0.25 + 0.00 (noise margin)"
+    )
