@@ -1,6 +1,7 @@
 """``orchard-agent``: the always-on board process. Never imports TensorFlow.
 
-Exit codes are in ``agent.exit_codes`` (78 = configuration error, not restarted by systemd).
+Exit codes are in ``agent.exit_codes`` (78 = configuration error, not restarted by systemd;
+75 = restart for a remote configuration change).
 
 The parser is the standard library's ``argparse``: the agent runs for months inside a 75 MB
 budget, and typer pulls in click, rich, markdown-it and pygments (~11.5 MB RSS) for help
@@ -40,25 +41,33 @@ def _fail(message: str, code: int) -> _Exit:
     return _Exit(code)
 
 
-def _load_or_exit(path: Path) -> AgentSettings:
-    """Load the config, or print every problem and exit with the config-error code."""
+def _load_or_exit(path: Path, *, overlay: bool = True) -> AgentSettings:
+    """Load the config (with the remote overlay), or print every problem and exit with the
+    config-error code."""
     from agent import config
     from agent.errors import InvalidConfig
 
     try:
-        return config.load(path)
+        return config.load(path, overlay=overlay)
     except InvalidConfig as exc:
         raise _fail(str(exc), exit_codes.CONFIG_ERROR) from exc
 
 
 def check_config(args: argparse.Namespace) -> None:
-    """Validate a config file; name every wrong key, its value and what was expected."""
-    cfg = _load_or_exit(args.path)
+    """Validate a config file; name every wrong key, its value and what was expected. The
+    remote overlay (<state_dir>/remote/agent.toml) is applied unless --no-overlay."""
+    cfg = _load_or_exit(args.path, overlay=not args.no_overlay)
     sensors = ", ".join(f"{s.name} ({s.driver})" for s in cfg.sensors)
     print(f"{args.path}: OK — device {cfg.device_id}, sensors: {sensors}")
     print(
         f"  store {cfg.store.path}, models {cfg.models.dir}, http {cfg.http.host}:{cfg.http.port}"
     )
+    used = cfg.overlay
+    if used.path is not None:
+        print(f"  remote overlay {used.path}: {', '.join(used.keys) or 'no keys'}")
+    for skipped in used.skipped:
+        print(f"  remote overlay skipped: {skipped}")
+    print(f"  config version {cfg.config_version}")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -67,9 +76,13 @@ def run(args: argparse.Namespace) -> None:
     # and a buffer (set before anything imports numpy; an explicit setting wins).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from agent.errors import AgentError
+    from agent.remote import trial as remote_trial
     from agent.runner import AgentRunner
 
+    trial = remote_trial.begin(args.config)  # a remote change on trial: count this start
     cfg = _load_or_exit(args.config)
+    if not getattr(args, "verbose", False):
+        logging.getLogger().setLevel(cfg.logging.level.upper())
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -78,10 +91,15 @@ def run(args: argparse.Namespace) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    runner = AgentRunner(cfg)
     try:
-        AgentRunner(cfg).run(stop)
+        runner.run(stop)
     except AgentError as exc:
+        if trial is not None:
+            trial.failed(str(exc))
         raise _fail(f"error: {exc}", exit_codes.RUNTIME_FAILURE) from exc
+    if runner.exit_code != exit_codes.OK:  # RESTART: systemd starts the agent again
+        raise _Exit(runner.exit_code)
 
 
 def trainer(args: argparse.Namespace) -> None:
@@ -144,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument(
         "path", nargs="?", type=Path, default=DEFAULT_CONFIG, help="The agent.toml to check."
+    )
+    sub.add_argument(
+        "--no-overlay",
+        action="store_true",
+        help="Check the file alone, without the remote overlay in <state_dir>/remote/.",
     )
     sub.set_defaults(func=check_config)
 

@@ -16,20 +16,28 @@ one ``[sensors.NAME]`` table. Paths default under ``state_dir`` (``/var/lib/orch
     [mqtt]           # host, port, protocol, username, password, tls_*, health_interval_s
     [training]       # memory_mb, cpu_quota_pct, max_seconds, max_temp_c, allowed_hours, nice,
                      # idle_scheduling, reserve_agent_cpu
-    [sampling]       # max_consecutive_errors, retry_disabled_s
+    [sampling]       # interval_s (for sensors that set none), max_consecutive_errors,
+                     # retry_disabled_s
     [labels]         # max_per_minute, match_tolerance_s, mqtt_topic, path, max_predictions,
                      # max_age_s
+    [remote]         # healthy_within_s, trial_starts
+    [logging]        # level
+
+:func:`load` applies the remote overlay, ``<state_dir>/remote/agent.toml`` (written from signed
+remote commands, :mod:`agent.overlay`), over the file; ``AgentSettings.overlay`` says which keys
+came from it and ``config_version`` names the effective config.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import socket
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +47,17 @@ from agent.federation.settings import FederationSettings
 from agent.health.settings import HealthSettings
 from agent.labels.settings import LabelSettings
 from agent.options import Options, collecting, flatten
+from agent.overlay import OverlayError, config_version, last_good_path, overlay_path
+from agent.overlay import read as read_overlay
 from agent.sensors.config import SensorSettings, build_sensors
 from agent.sensors.sampler import SamplerSettings
 from agent.serve.settings import HttpSettings
 from agent.store.options import StoreSettings
 
+logger = logging.getLogger(__name__)
+
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+DEFAULT_STATE_DIR = "/var/lib/orchard"
 _SECTIONS = (
     "sensors",
     "store",
@@ -56,7 +69,10 @@ _SECTIONS = (
     "sampling",
     "federation",
     "labels",
+    "remote",
+    "logging",
 )
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -145,6 +161,53 @@ class MqttSettings:
 
 
 @dataclass(frozen=True)
+class RemoteSettings:
+    """``[remote]``: how a remote configuration change that needs a restart is tried.
+
+    The agent restarts (through systemd) to take it and must become healthy within
+    ``healthy_within_s`` of a start, in at most ``trial_starts`` starts (keep it below the
+    unit's ``StartLimitBurst``), else the last good config comes back (docs/remote-config.md).
+    """
+
+    healthy_within_s: float = 60.0
+    trial_starts: int = 2
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> RemoteSettings:
+        o = Options("remote", table, collect=True)
+        settings = cls(
+            healthy_within_s=o.get_float("healthy_within_s", 60.0, low=5.0, high=3600.0),
+            trial_starts=o.get_int("trial_starts", 2, low=1, high=4),
+        )
+        o.done()
+        return settings
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """``[logging] level``: the agent's log level (``-v`` makes it debug)."""
+
+    level: str = "info"
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> LoggingSettings:
+        o = Options("logging", table, collect=True)
+        settings = cls(level=o.get_str("level", "info", choices=LOG_LEVELS))
+        o.done()
+        return settings
+
+
+@dataclass(frozen=True)
+class OverlayUse:
+    """Which remote overlay :func:`load` applied (``path``: the overlay or its last-good copy;
+    ``None``: none), the keys it set or removed, and why an overlay file was skipped."""
+
+    path: Path | None = None
+    keys: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     device_id: str
     fleet: str | None
@@ -160,17 +223,34 @@ class AgentSettings:
     federation: FederationSettings = field(default_factory=FederationSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     labels: LabelSettings = field(default_factory=LabelSettings)
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<defaults>"
+    config_version: str = ""  # agent.overlay.config_version of the mapping it was built from
+    overlay: OverlayUse = field(default_factory=OverlayUse)
 
 
-def _sampling(table: Mapping[str, Any]) -> SamplerSettings:
+def _sampling(table: Mapping[str, Any]) -> tuple[SamplerSettings, float | None]:
+    """``[sampling]`` and its ``interval_s``: the read interval of sensors that set none."""
     o = Options("sampling", table, collect=True)
+    interval = None
+    if o.given("interval_s"):
+        interval = o.get_float("interval_s", 5.0, positive=True)
     cfg = SamplerSettings(
         max_consecutive_errors=o.get_int("max_consecutive_errors", 5, low=1),
         retry_disabled_s=o.get_float("retry_disabled_s", 300.0, positive=True),
     )
     o.done()
-    return cfg
+    return cfg, interval
+
+
+def _default_interval(tables: Mapping[str, Any], interval: float | None) -> Mapping[str, Any]:
+    if interval is None:
+        return tables
+    return {
+        name: {"interval_s": interval, **t} if isinstance(t, Mapping) else t
+        for name, t in tables.items()
+    }
 
 
 def _store(table: Mapping[str, Any], state_dir: Path) -> StoreSettings:
@@ -227,7 +307,7 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> AgentSettings:
     if not _ID.match(device_id):
         top.report("device_id", device_id, "letters, digits, '.', '_' or '-'")
     fleet = top.optional_str("fleet")
-    state_dir = Path(top.get_str("state_dir", "/var/lib/orchard"))
+    state_dir = Path(top.get_str("state_dir", DEFAULT_STATE_DIR))
     with check.section():
         top.done(also=_SECTIONS)
     tables: dict[str, Mapping[str, Any]] = {}
@@ -235,19 +315,24 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> AgentSettings:
         tables[name] = {}
         with check.section():
             tables[name] = _table(data, name)
-    sensors = _sensors(tables["sensors"], check)
+    parts: dict[str, Any] = {"sampling": SamplerSettings()}
+    interval = None
+    with check.section():
+        parts["sampling"], interval = _sampling(tables["sampling"])
+    sensor_tables = _default_interval(tables["sensors"], interval)
+    sensors = _sensors(sensor_tables, check)
 
-    parts: dict[str, Any] = {}
     builders: dict[str, Callable[[], Any]] = {
         "store": lambda: _store(tables["store"], state_dir),
         "models": lambda: ModelSettings.from_mapping(tables["models"], state_dir),
         "http": lambda: HttpSettings.from_mapping(tables["http"]),
         "mqtt": lambda: MqttSettings.from_mapping(tables["mqtt"]),
         "training": lambda: TrainingSettings.from_mapping(tables["training"]),
-        "sampling": lambda: _sampling(tables["sampling"]),
         "federation": lambda: FederationSettings.from_mapping(tables["federation"], state_dir),
         "health": lambda: HealthSettings.from_mapping(tables["health"], state_dir),
         "labels": lambda: LabelSettings.from_mapping(tables["labels"], state_dir),
+        "remote": lambda: RemoteSettings.from_mapping(tables["remote"]),
+        "logging": lambda: LoggingSettings.from_mapping(tables["logging"]),
     }
     for name, build in builders.items():
         with check.section():
@@ -261,8 +346,9 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> AgentSettings:
         fleet=fleet,
         state_dir=state_dir,
         sensors=sensors,
-        sensor_tables=tables["sensors"],
+        sensor_tables=sensor_tables,
         source=source,
+        config_version=config_version(data),
         **parts,
     )
 
@@ -283,19 +369,55 @@ def _check_label_topic(labels: LabelSettings | None, mqtt: MqttSettings | None) 
         )
 
 
-def load(path: Path) -> AgentSettings:
-    """Read and validate ``path``; raise ``InvalidConfig`` naming every problem."""
+def load(path: Path, *, overlay: bool = True) -> AgentSettings:
+    """Read and validate ``path`` with the remote overlay applied (unless ``overlay=False``);
+    raise ``InvalidConfig`` naming every problem of the file.
+
+    An overlay that no longer fits the file (unreadable, or the result fails validation, e.g.
+    after re-provisioning) is skipped with a warning, then its last-good copy, then the file
+    alone runs: a remote change can never stop the agent from starting.
+    """
+    data = _read(path)
+    source = str(path)
+    state_dir = data.get("state_dir", DEFAULT_STATE_DIR)
+    if not overlay or not isinstance(state_dir, str) or not state_dir:
+        return _validated(data, source)
+    skipped: list[str] = []
+    current = overlay_path(Path(state_dir))
+    for file in (current, last_good_path(Path(state_dir))):
+        try:
+            remote = read_overlay(file)
+            if remote is None:
+                if file == current:
+                    break  # no overlay at all
+                continue
+            merged = remote.apply(data)
+            if merged.get("state_dir", DEFAULT_STATE_DIR) != state_dir:
+                raise OverlayError(f"{file}: expected no state_dir. Received: a new one")
+            settings = _validated(merged, source)
+        except (OverlayError, ConfigError, InvalidConfig) as exc:
+            logger.warning("remote overlay %s skipped: %s", file, exc)
+            skipped.append(f"{file}: {exc}")
+            continue
+        return replace(settings, overlay=OverlayUse(file, remote.keys, tuple(skipped)))
+    return replace(_validated(data, source), overlay=OverlayUse(skipped=tuple(skipped)))
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InvalidConfig(str(path), ["the file does not exist"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidConfig(str(path), [f"cannot read it: {exc}"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise InvalidConfig(str(path), [f"expected valid TOML: {exc}"]) from exc
+
+
+def _validated(data: Mapping[str, Any], source: str) -> AgentSettings:
     try:
-        return from_mapping(data, source=str(path))
+        return from_mapping(data, source=source)
     except InvalidConfig:
         raise
     except AgentError as exc:  # a driver's own check, e.g. a sensor feature clash
-        raise InvalidConfig(str(path), [str(exc)]) from exc
+        raise InvalidConfig(source, [str(exc)]) from exc

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent import cpus
+from agent import cpus, exit_codes
 from agent.config import AgentSettings
 from agent.delivery.fetch import HttpFetcher
 from agent.delivery.service import DeliveryService
@@ -29,15 +29,20 @@ from agent.errors import AgentError, ModelSlotError
 from agent.federation.supernode import SupernodeSupervisor
 from agent.federation.trainer_supervisor import TrainerSupervisor
 from agent.health.reporter import HealthReporter
-from agent.health.schema import BirthParts, HealthParts, ModelInfo
+from agent.health.schema import Ack, BirthParts, HealthParts, ModelInfo
 from agent.health_sections import birth_facts, health_sections
 from agent.healthz import DISABLED, AgentState, MqttLink
 from agent.labels import LabelService
 from agent.metrics import AgentMetrics
+from agent.remote.auth import CommandAuth
+from agent.remote.live import LiveParts
+from agent.remote.service import RemoteConfig
+from agent.remote.state import RemoteFiles
+from agent.remote.trial import healthz
 from agent.sensors import Sampler, SensorState, build_sensors
 from agent.serve import create_app
 from agent.serve.server import HttpServer
-from agent.slots import ModelSlots
+from agent.slots import ACTIVE_FILE, ModelSlots
 from agent.store import open_store
 from agent.systemd import Notifier
 from agent.types import Sample
@@ -65,6 +70,8 @@ class AgentRunner:
         self.reporter: HealthReporter | None = None
         self.worker_cpus: list[int] | None = None  # with training.reserve_agent_cpu
         self.rejected = config.models.dir / "rejected"
+        self.exit_code = exit_codes.OK  # RESTART: a remote config change asked for a restart
+        self.remote: RemoteConfig | None = None
 
     def _event(self, kind: str, data: dict[str, Any]) -> None:
         logger.info("event %s %s", kind, data)
@@ -86,7 +93,10 @@ class AgentRunner:
             predictor = slots.current()
             m = None if predictor is None else predictor.manifest
             model = None if m is None else ModelInfo(m.version, m.sha256, m.quantization)
-            return replace(birth_facts(cfg, capabilities), model=model)
+            version = self.remote.settings if self.remote else cfg
+            return replace(
+                birth_facts(cfg, capabilities), model=model, config_version=version.config_version
+            )
 
         return HealthReporter(
             cfg.mqtt,
@@ -123,6 +133,53 @@ class AgentRunner:
         )
         self.reporter.subscribe(self.reporter.topics.desired, service.on_message)
         return service
+
+    def _remote(self, parts: LiveParts, server: HttpServer, stop: threading.Event) -> RemoteConfig:
+        """Signed configuration commands (agent/remote/), and judging a change on trial."""
+        cfg, reporter = self.config, self.reporter
+        files = RemoteFiles(cfg.state_dir)
+        fetcher = HttpFetcher(
+            timeout_s=cfg.models.fetch_timeout_s,
+            tls_ca=cfg.mqtt.tls_ca,
+            tls_cert=cfg.mqtt.tls_cert,
+            tls_key=cfg.mqtt.tls_key,
+        )
+
+        def send(ack: Ack) -> None:
+            if reporter is not None:  # through the outbox: survives a broker outage
+                reporter.outbox.put(reporter.topics.ack, ack.to_json())
+            reason = ack.errors[0] if ack.errors else None
+            data = {"seq": ack.seq, "status": ack.status, "config_version": ack.config_version}
+            self._event("remote_config", {**data, "live": ack.live, "reason": reason})
+
+        def health(need_broker: bool) -> str | None:
+            if not server.alive or (parts.sampler is not None and not parts.sampler.running):
+                return "the HTTP server or the sampler is not running"
+            if need_broker and not (reporter is not None and reporter.transport.connected):
+                return "not connected to the MQTT broker"
+            installed = (cfg.models.dir / ACTIVE_FILE).exists()
+            return healthz(server.url, token=cfg.http.token, model_expected=installed)
+
+        def restart(reason: str) -> None:
+            logger.warning("restarting (exit %d): %s", exit_codes.RESTART, reason)
+            self.exit_code = exit_codes.RESTART
+            stop.set()
+
+        remote = RemoteConfig(
+            cfg,
+            files=files,
+            auth=CommandAuth(cfg.models.trust_ca, files.signers, fetcher),
+            live=parts,
+            send=send,
+            restart=restart,
+            health=health,
+            on_event=self._event,
+            flushed=lambda: reporter is None or reporter.outbox.stats().queued == 0,
+            clock=self.clock,
+        )
+        if reporter is not None:
+            reporter.subscribe(reporter.topics.command, remote.on_message)
+        return remote
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set. Raises ``AgentError`` on a startup failure."""
@@ -198,7 +255,9 @@ class AgentRunner:
             ),
         )
         server = HttpServer(app, cfg.http)
+        remote = self.remote = self._remote(LiveParts(sampler, trainer, labels), server, stop)
         try:
+            remote.start()
             labels.start()
             if self.reporter and cfg.labels.mqtt_topic:
                 self.reporter.subscribe(cfg.labels.mqtt_topic, labels.on_mqtt)
@@ -214,10 +273,12 @@ class AgentRunner:
             self.notifier.notify(f"READY=1\nSTATUS=serving on {server.url}")
             if self.reporter:
                 self.reporter.set_state("ready")
+            remote.ready()
             logger.info("agent %s serving on %s", cfg.device_id, server.url)
             self._loop(stop, slots, sampler, server)
         finally:
             self.notifier.notify("STOPPING=1")
+            remote.stop()
             if supernode:
                 supernode.stop()
             if trainer:

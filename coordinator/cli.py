@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from coordinator import fleet_cli, rollout_cli
+from coordinator.remote import cli as config_cli
 
 if TYPE_CHECKING:
     from coordinator.config import CoordinatorSettings
@@ -264,6 +265,7 @@ def predict(
 
 app.command("fleet")(fleet_cli.fleet)
 app.add_typer(rollout_cli.app, name="rollout")
+app.add_typer(config_cli.app, name="config")
 
 
 def main() -> None:

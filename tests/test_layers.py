@@ -24,6 +24,7 @@ ALLOWED_INTO_AGENT = {
         "agent.health.schema",  # the MQTT health messages
         "agent.healthz",  # the GET /healthz document
         "agent.delivery.desired",  # the desired-model message the coordinator publishes
+        "agent.remote.command",  # the signed configuration command it publishes
         "agent.federation.round_config",  # what a device reads of a run and a round
         "agent.clientapp",  # the Flower app's entry module re-exports the ClientApp
         "agent.clientapp.app",

@@ -89,6 +89,12 @@ class TrainerSupervisor:
     def running(self) -> bool:
         return self._child is not None and self._child.poll() is None
 
+    def update_budget(self, budget: TrainingSettings) -> None:
+        """A new ``[training]`` budget (a remote configuration change): the watchdog holds a
+        running trainer to it from its next check; a spawned trainer reads its own settings
+        (nice, CPUs, idle timeout) from agent.toml when it starts."""
+        self.budget = budget
+
     def current_status(self) -> status.TrainerStatus:
         return status.read(self.status_path)
 

@@ -155,6 +155,9 @@ class Birth(_Payload):
     # the coordinator marks a device stale after 3 missed intervals
     health_interval_s: float = field(default=30.0, metadata=_POS)
     model: ModelInfo | None = None  # the model serving when the agent connected
+    # agent.overlay.config_version of the effective agent.toml when the agent connected (an
+    # Ack carries it for each remote change)
+    config_version: str | None = None
 
 
 # -- health ---------------------------------------------------------------------------------
@@ -328,6 +331,7 @@ class BirthParts:
     capabilities: tuple[str, ...] = ()
     runtime: Runtime | None = None
     model: ModelInfo | None = None
+    config_version: str | None = None
 
 
 def _plain(value: Any) -> Any:

@@ -26,11 +26,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 
 from agent.errors import AgentError, SensorError
-from agent.sensors.config import ConfiguredSensor
+from agent.sensors.config import ConfiguredSensor, SensorSettings
 from agent.sensors.status import SensorState, SensorStatus, SlotState
 from agent.sensors.validate import ReadingValidator
 from agent.sensors.worker import ReadWorker
@@ -133,6 +133,27 @@ class Sampler:
     def __enter__(self) -> Sampler:
         self.start()
         return self
+
+    def update(self, config: SamplerSettings, sensors: Sequence[SensorSettings] = ()) -> None:
+        """Take new sampler-wide policy and per-sensor ``interval_s``/``timeout_s`` while
+        running (a remote configuration change). Sensors not running here are ignored; a
+        shorter interval is due at most one new interval from now."""
+        now = self._clock()
+        given = {s.name: s for s in sensors}
+        with self._lock:
+            self._config = replace(
+                self._config,
+                max_consecutive_errors=config.max_consecutive_errors,
+                retry_disabled_s=config.retry_disabled_s,
+            )
+            for slot in self._slots:
+                new = given.get(slot.config.name)
+                if new is None:
+                    continue
+                slot.config = replace(
+                    slot.config, interval_s=new.interval_s, timeout_s=new.timeout_s
+                )
+                slot.next_due = min(slot.next_due, now + new.interval_s)
 
     def __exit__(
         self,

@@ -1,5 +1,9 @@
 """The artifact server: ``GET /models/{version}/{name}`` streams what the catalog serves.
 
+``GET /signer.pem`` is the signer certificate the coordinator signs with (the one loaded at
+start), for boards that check a signed remote configuration command (its ``signer_url``;
+agent/remote/command.py); a 404 naming ``[delivery] signing_cert`` when nothing is signed.
+
 ``name`` is ``manifest.json``, ``model.tflite`` or ``signer.pem``; every file is opened through
 :meth:`Catalog.path`, so a version the catalog does not know, any other name and any path with
 more segments (``..``, encoded slashes) get a 404 whose JSON ``error`` names what is missing.
@@ -43,7 +47,7 @@ MEDIA_TYPES: Final = {
 
 
 def create_app(catalog: Catalog) -> Starlette:
-    """The ASGI app serving ``catalog`` (one route; every other path is a JSON 404)."""
+    """The ASGI app serving ``catalog`` and its signer (every other path is a JSON 404)."""
 
     def model_file(request: Request) -> Response:
         # A plain function: Starlette runs it in its thread pool (the catalog hashes files).
@@ -59,16 +63,32 @@ def create_app(catalog: Catalog) -> Starlette:
             return JSONResponse({"error": str(exc)}, status_code=503)
         return FileResponse(path, media_type=MEDIA_TYPES[name])
 
+    async def signer_pem(request: Request) -> Response:
+        signer = catalog.signer
+        if signer is None:
+            return JSONResponse(
+                {
+                    "error": "signer.pem: expected a signing coordinator. Received: no "
+                    "[delivery] signing_cert (set signing_cert and signing_key in "
+                    "coordinator.toml; orchard-provision ca signer-cert NAME issues them)"
+                },
+                status_code=404,
+            )
+        return Response(signer.cert_pem, media_type=MEDIA_TYPES[SIGNER_FILE])
+
     async def refuse(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException) and exc.status_code == 405:
             expected, received = "GET or HEAD", f"method={request.method}"
         else:
-            expected = "/models/<version>/<manifest.json|model.tflite|signer.pem>"
+            expected = "/models/<version>/<manifest.json|model.tflite|signer.pem> or /signer.pem"
             received = f"path={request.url.path[:200]!r}"
         status = exc.status_code if isinstance(exc, HTTPException) else 404
         return JSONResponse({"error": f"expected {expected}. Received: {received}"}, status)
 
     return Starlette(
-        routes=[Route("/models/{version}/{name}", model_file, methods=["GET", "HEAD"])],
+        routes=[
+            Route("/models/{version}/{name}", model_file, methods=["GET", "HEAD"]),
+            Route("/signer.pem", signer_pem, methods=["GET", "HEAD"]),
+        ],
         exception_handlers={404: refuse, 405: refuse},
     )

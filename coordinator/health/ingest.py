@@ -1,5 +1,9 @@
 """MQTT health ingest: subscribe to every device's topics, validate, store in the registry.
 
+Status, birth, health and event messages, and each ``ack`` a device sends for a remote
+configuration command (the registry's ``acks``, which ``orchard-coordinator config`` reads),
+go through the same batches.
+
 One paho-mqtt 2.x client on its own network thread. ``protocol="auto"`` tries MQTT 5 and falls
 back to 3.1.1 when the broker refuses it (the embedded amqtt broker does); paho reconnects on
 its own after the broker goes away. Paho's thread only queues each message (so the broker's

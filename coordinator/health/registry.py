@@ -2,8 +2,10 @@
 
 It keeps, per device, the last status, birth and health, first/last seen, the Flower node id
 the device reported, and the coordinator's view of its training rounds; plus a health history
-(for sparklines, pruned after ``retention_s``) and recent events. All methods are thread-safe;
-the clock is injectable so staleness can be tested without waiting::
+(for sparklines, pruned after ``retention_s``), recent events and every ``ack`` a device sent
+for a remote configuration command (``acks``, read by ``orchard-coordinator config``: one row
+per answer, a redelivered copy stored once, pruned after 90 days). All methods are
+thread-safe; the clock is injectable so staleness can be tested without waiting::
 
     reg = Registry(path, clock=time.time)
     reg.record("pi-1", None, status, received_at=time.time())
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from agent.health.schema import Birth, Event, Health, Payload, Status
+from agent.health.schema import Ack, Birth, Event, Health, Payload, Status
 from coordinator.errors import RegistryError
 from coordinator.health.records import DeviceRecord, effective_state
 
@@ -41,6 +43,20 @@ class Message:
     raw: str | None = None
 
 
+@dataclass(frozen=True)
+class AckRecord:
+    """One stored ``Ack``: a device's answer to command ``seq`` (``ts``: the device's clock)."""
+
+    device_id: str
+    seq: int
+    ts: float
+    received_at: float
+    status: str
+    config_version: str | None
+    live: bool
+    errors: tuple[str, ...]
+
+
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY, fleet TEXT, status TEXT, session INTEGER, reasons TEXT,
@@ -55,9 +71,14 @@ CREATE INDEX IF NOT EXISTS history_device_ts ON history(device_id, ts);
 CREATE TABLE IF NOT EXISTS events (
     device_id TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_device_ts ON events(device_id, ts);
+CREATE TABLE IF NOT EXISTS acks (
+    device_id TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL, received_at REAL NOT NULL,
+    status TEXT NOT NULL, config_version TEXT, live INTEGER NOT NULL, errors TEXT NOT NULL,
+    UNIQUE(device_id, seq, status, ts));
 """
 HISTORY_METRICS: Final = ("cpu_pct", "cpu_temp_c", "memory_pct", "rss_mb", "inference_p95_ms")
 _PRUNE_EVERY_S: Final = 60.0
+ACK_RETENTION_S: Final = 90 * 24 * 3600.0  # what `config history` can show
 
 
 class Registry:
@@ -184,6 +205,20 @@ class Registry:
                 "INSERT INTO events(device_id, ts, kind, data) VALUES (?,?,?,?)",
                 (device_id, m.received_at, payload.kind, json.dumps(payload.data)),
             )
+        elif isinstance(payload, Ack):
+            db.execute(  # QoS 1 may deliver an answer twice: the same (seq, status, ts) once
+                "INSERT OR IGNORE INTO acks VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    device_id,
+                    payload.seq,
+                    payload.ts,
+                    m.received_at,
+                    payload.status,
+                    payload.config_version,
+                    payload.live,
+                    json.dumps(payload.errors),
+                ),
+            )
 
     def _record_health(self, db: sqlite3.Connection, m: Message, h: Health, at: float) -> None:
         device_id = m.device_id
@@ -230,12 +265,15 @@ class Registry:
         return True
 
     def prune(self) -> int:
-        """Drop history and events older than the retention; returns rows removed."""
+        """Drop history and events older than the retention (acks after 90 days); rows removed."""
         cutoff = self.clock() - self.retention_s
         self._last_prune = self.clock()
         with self._tx() as db:
             n = db.execute("DELETE FROM history WHERE ts < ?", (cutoff,)).rowcount
             n += db.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
+            n += db.execute(
+                "DELETE FROM acks WHERE received_at < ?", (self.clock() - ACK_RETENTION_S,)
+            ).rowcount
         return int(n)
 
     # -- reads ------------------------------------------------------------------------------
@@ -335,6 +373,20 @@ class Registry:
             (device_id, limit),
         )
         return [{"ts": ts, "kind": kind, "data": json.loads(data)} for ts, kind, data in rows]
+
+    def acks(self, device_id: str, seqs: Iterable[int] | None = None) -> list[AckRecord]:
+        """``device_id``'s answers to commands (all, or those for ``seqs``), by seq then time."""
+        rows = self._query(
+            "SELECT device_id, seq, ts, received_at, status, config_version, live, errors "
+            "FROM acks WHERE device_id=? ORDER BY seq, ts, received_at",
+            (device_id,),
+        )
+        wanted = None if seqs is None else set(seqs)
+        out = [
+            AckRecord(d, int(seq), ts, at, status, version, bool(live), tuple(json.loads(e)))
+            for d, seq, ts, at, status, version, live, e in rows
+        ]
+        return out if wanted is None else [a for a in out if a.seq in wanted]
 
     def counts(self) -> dict[str, int]:
         """Devices per effective state."""

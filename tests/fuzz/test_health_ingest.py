@@ -66,6 +66,8 @@ class Ingest:
             return record.birth_doc is not None
         if kind == "health":
             return bool(self.registry.history(device_id))
+        if kind == "ack":
+            return bool(self.registry.acks(device_id))
         return bool(self.registry.events(device_id))
 
     def close(self) -> None:

@@ -180,6 +180,7 @@ def test_no_raw_readings_reach_any_payload(mosquitto: Broker, make_reporter: Mak
         "capabilities",
         "runtime",
         "model",
+        "config_version",  # a digest of the effective agent.toml
     }
     sub = Collector(mosquitto.port, topics=("orchard/v1/raw-1/#",))
     reporter = make_reporter(
