@@ -147,7 +147,7 @@ class AgentRunner:
 
         def send(ack: Ack) -> None:
             if reporter is not None:  # through the outbox: survives a broker outage
-                reporter.outbox.put(reporter.topics.ack, ack.to_json())
+                reporter.ack(ack)
             reason = ack.errors[0] if ack.errors else None
             data = {"seq": ack.seq, "status": ack.status, "config_version": ack.config_version}
             self._event("remote_config", {**data, "live": ack.live, "reason": reason})

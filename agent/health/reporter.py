@@ -31,7 +31,15 @@ from agent.health.compose import BirthSnapshot, Composer, HealthSnapshot
 from agent.health.facts import BoardFacts, SystemSampler
 from agent.health.hass import BIRTH_PAYLOAD, discovery_configs
 from agent.health.outbox import Outbox, Queued, SqliteOutbox
-from agent.health.schema import BirthParts, Event, HealthParts, SchemaError, Status, Topics
+from agent.health.schema import (
+    Ack,
+    BirthParts,
+    Event,
+    HealthParts,
+    SchemaError,
+    Status,
+    Topics,
+)
 from agent.health.settings import BrokerSettings, HealthSettings
 from agent.health.state import ReporterState
 from agent.health.transport import Delivery, PahoTransport, Transport, Will
@@ -139,6 +147,11 @@ class HealthReporter:
             return False
         self._enqueue(self.topics.event, event.to_json())
         return True
+
+    def ack(self, ack: Ack) -> None:
+        """Queue the answer to a command on ``<base>/ack``: through the outbox, like events,
+        so it survives a broker outage and keeps its order."""
+        self._enqueue(self.topics.ack, ack.to_json())
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop sampling, publish retained ``disconnected`` and disconnect cleanly."""

@@ -27,6 +27,7 @@ reported as an ``event`` (``label_refused``) with the field and a reason token, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -117,6 +118,19 @@ class LabelService:
         self._last_event = -math.inf
         self._suppressed = 0
         self.refused_mqtt = 0
+
+    def update(self, settings: LabelSettings) -> None:
+        """Take what can change while running (a remote configuration change): the rate limit
+        and the timestamp tolerance. The log's file, bounds and the MQTT topic need a restart."""
+        with self._lock:
+            if settings.max_per_minute != self.settings.max_per_minute:
+                self.bucket = TokenBucket(settings.max_per_minute, clock=self._monotonic)
+                self.max_batch = min(MAX_BATCH, settings.max_per_minute)
+            self.settings = dataclasses.replace(
+                self.settings,
+                max_per_minute=settings.max_per_minute,
+                match_tolerance_s=settings.match_tolerance_s,
+            )
 
     def start(self) -> None:
         self.log.start()

@@ -21,11 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Final
-
-from agent.labels.bucket import TokenBucket
-from agent.labels.requests import MAX_BATCH
 
 if TYPE_CHECKING:
     from agent.config import AgentSettings
@@ -88,12 +84,4 @@ class LiveParts:
         if self.trainer is not None:
             self.trainer.update_budget(settings.training)
         if self.labels is not None:
-            new, labels = settings.labels, self.labels
-            if new.max_per_minute != labels.settings.max_per_minute:
-                labels.bucket = TokenBucket(new.max_per_minute)
-                labels.max_batch = min(MAX_BATCH, new.max_per_minute)
-            labels.settings = replace(
-                labels.settings,
-                max_per_minute=new.max_per_minute,
-                match_tolerance_s=new.match_tolerance_s,
-            )
+            self.labels.update(settings.labels)

@@ -292,6 +292,22 @@ def test_a_label_flood_is_rate_limited(make_agent: MakeAgent, monotonic: FakeClo
     assert agent.labels.log._conn.execute("SELECT COUNT(label) FROM predictions").fetchone()[0] == 8
 
 
+def test_the_rate_limit_changes_live(make_agent: MakeAgent, monotonic: FakeClock) -> None:
+    """A remote configuration change of [labels] max_per_minute applies at once, on the
+    service's own clock."""
+    import dataclasses
+
+    agent = make_agent(max_per_minute=600)
+    ids = agent.predict({"instances": [X] * 6})["prediction_ids"]
+    agent.labels.update(dataclasses.replace(agent.labels.settings, max_per_minute=3))
+    r = agent.label({"labels": [{"prediction_id": i, "label": "empty"} for i in ids[:3]]})
+    assert r.status_code == 200, r.text
+    r = agent.label({"prediction_id": ids[3], "label": "empty"})
+    assert r.status_code == 429 and "3 labels a minute" in r.json()["detail"]
+    monotonic.advance(60.0)  # the new bucket refills on the fake clock, as the old one did
+    assert agent.label({"prediction_id": ids[3], "label": "empty"}).status_code == 200
+
+
 def test_labels_survive_a_restart_of_the_log(make_agent: MakeAgent, tmp_path: Any) -> None:
     """Predictions pending at a clean stop are written; ids are never reused after it."""
     agent = make_agent()
