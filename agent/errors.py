@@ -17,6 +17,23 @@ from __future__ import annotations
 from typing import Any
 
 
+def kind_of(value: Any) -> str:
+    """A received JSON value in an error message: its kind, and a short view of it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value[:24]!r})"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 class AgentError(Exception):
     """Root of every error the agent raises on purpose."""
 

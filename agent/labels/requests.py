@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import AgentError
+from agent.errors import kind_of as _kind
 from models.manifest import Manifest
 from models.spec import Task
 
@@ -332,19 +333,3 @@ def _finite(value: Any, *, low: float | None = None) -> bool:
     except OverflowError:  # an int beyond float range
         return False
     return ok and (low is None or value >= low)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return f"a number ({value!r})"
-    if isinstance(value, str):
-        return f"a string ({value[:24]!r})"
-    if isinstance(value, list):
-        return f"a list of {len(value)} items"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.errors import kind_of as _kind
 from models.errors import PredictInputError
 from models.manifest import Manifest
 from models.spec import InputSpec
@@ -138,7 +139,8 @@ def _readings(value: Any, spec: InputSpec) -> np.ndarray:
         )
     if not isinstance(value, dict):
         raise RequestInputError(
-            "readings", f"expected an object of feature names to numbers. Received: {_kind(value)}"
+            "readings",
+            f"expected an object of feature names to numbers. Received: {_kind(value)}",
         )
     missing = [n for n in names if n not in value]
     unknown = [k for k in value if k not in names]
@@ -199,19 +201,3 @@ def _looks_like_batch(value: Any, shape: tuple[int, ...]) -> bool:
         return isinstance(value, list) and bool(value) and np.shape(value)[1:] == shape
     except ValueError:  # ragged
         return False
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return f"a number ({value!r})"
-    if isinstance(value, str):
-        return f"a string ({value[:24]!r})"
-    if isinstance(value, list):
-        return f"a list of {len(value)} items"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +25,7 @@ from typing import Any, Final
 from agent.health.schema import Ack, Birth, Event, Health, Payload, Status
 from coordinator.errors import RegistryError
 from coordinator.health.records import DeviceRecord, effective_state
+from coordinator.sqlite_db import Database
 
 Clock = Callable[[], float]
 
@@ -96,43 +95,14 @@ class Registry:
         self.stale_after_intervals = stale_after_intervals
         self.default_interval_s = default_interval_s
         self.retention_s = retention_s
-        self._lock = threading.Lock()
         self._last_prune = clock()
         self._node_ids: dict[str, int] = {}  # what the table says, to skip no-op updates
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise RegistryError(f"cannot open the device registry {self.path}: {exc}") from exc
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise RegistryError(f"device registry {self.path}: {exc}") from exc
-
-    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, tuple(args)).fetchall()
-            except sqlite3.Error as exc:
-                raise RegistryError(f"device registry {self.path}: {exc}") from exc
+        self._db = Database(path, _SCHEMA, what="device registry", error=RegistryError)
+        self._tx = self._db.transaction
+        self._query = self._db.query
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     # -- writes -----------------------------------------------------------------------------
 

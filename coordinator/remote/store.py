@@ -22,11 +22,8 @@ set once the broker confirmed it (PUBACK)::
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -34,6 +31,7 @@ from typing import Any, Final
 from agent.health.schema import SchemaError
 from agent.remote.command import Command
 from coordinator.remote.errors import RemoteError
+from coordinator.sqlite_db import Database
 
 Clock = Callable[[], float]
 SCHEMA_VERSION: Final = 1
@@ -81,54 +79,20 @@ class CommandStore:
     def __init__(self, path: Path | str, *, clock: Clock = time.time) -> None:
         self.path = Path(path)
         self.clock = clock
-        self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise RemoteError(
-                    f"command store {self.path}: expected schema version <= {SCHEMA_VERSION} "
-                    f"(written by a newer Orchard). Received: user_version={version}"
-                )
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except (sqlite3.Error, OSError) as exc:
-            raise RemoteError(f"cannot open the command store {self.path}: {exc}") from exc
+        self._db = Database(
+            path, _SCHEMA, what="command store", error=RemoteError, version=SCHEMA_VERSION
+        )
+        self._tx = self._db.transaction
+        self._query = self._db.query
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def __enter__(self) -> CommandStore:
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise RemoteError(f"command store {self.path}: {exc}") from exc
-
-    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, tuple(args)).fetchall()
-            except sqlite3.Error as exc:
-                raise RemoteError(f"command store {self.path}: {exc}") from exc
 
     # -- writes -----------------------------------------------------------------------------
 

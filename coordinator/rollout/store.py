@@ -36,9 +36,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from agent.delivery.desired import Artifact, Desired
 from coordinator.rollout.errors import RolloutError
 from coordinator.rollout.policy import Criteria
 from coordinator.rollout.settings import Thresholds
+from coordinator.sqlite_db import Database
 
 Clock = Callable[[], float]
 Stage = Literal["canary", "rolling_back", "rolled_back", "promoted", "aborted"]
@@ -194,49 +194,24 @@ class RolloutStore:
     def __init__(self, path: Path | str, *, clock: Clock = time.time) -> None:
         self.path = Path(path)
         self.clock = clock
-        self._lock = threading.RLock()  # reads inside a transaction() see its writes
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise RolloutError(
-                    f"rollout store {self.path}: expected schema version <= {SCHEMA_VERSION} "
-                    f"(written by a newer Orchard). Received: user_version={version}"
-                )
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except (sqlite3.Error, OSError) as exc:
-            raise RolloutError(f"cannot open the rollout store {self.path}: {exc}") from exc
+        self._db = Database(  # reentrant: reads inside a transaction() see its writes
+            path,
+            _SCHEMA,
+            what="rollout store",
+            error=RolloutError,
+            version=SCHEMA_VERSION,
+            reentrant=True,
+        )
+        self._query = self._db.query
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
         """One ``BEGIN IMMEDIATE`` transaction: all of it is stored, or none of it."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield StoreTx(self._db, self.clock())
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise RolloutError(f"rollout store {self.path}: {exc}") from exc
-
-    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, tuple(args)).fetchall()
-            except sqlite3.Error as exc:
-                raise RolloutError(f"rollout store {self.path}: {exc}") from exc
+        with self._db.transaction() as conn:
+            yield StoreTx(conn, self.clock())
 
     # -- desired states ---------------------------------------------------------------------
 
