@@ -183,6 +183,11 @@ def from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> Coordina
     )
 
 
+def load_or_defaults(path: Path) -> CoordinatorSettings:
+    """``path`` when it exists, else the defaults (what a CLI finds beside the coordinator)."""
+    return load(path) if Path(path).exists() else from_mapping({}, source="<defaults>")
+
+
 def load(path: Path) -> CoordinatorSettings:
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))

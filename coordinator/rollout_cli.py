@@ -31,7 +31,6 @@ from coordinator.rollout.settings import RolloutSettings, parse_duration, parse_
 from coordinator.rollout.store import Action, Request, RolloutStore
 
 CONFIG_ERROR = 78
-DEFAULT_RUNS_DIR = Path("orchard-state/runs")  # coordinator.toml's default state_dir + /runs
 
 app = typer.Typer(
     help="Deliver models and run canary rollouts (docs/rollout.md).", no_args_is_help=True
@@ -50,15 +49,11 @@ class Place:
 
 def locate(config: Path) -> Place:
     """From ``coordinator.toml`` (its defaults when the file does not exist)."""
-    if config.exists():
-        from coordinator import config as coordinator_config
+    from coordinator.config import load_or_defaults
 
-        cfg = coordinator_config.load(config)
-        registry = cfg.health.registry.resolve_path(cfg.runs_dir)
-        return Place(cfg.rollout_path, registry, cfg.health.registry, cfg.rollout)
-    settings, registry_settings = RolloutSettings(), RegistrySettings()
-    registry = registry_settings.resolve_path(DEFAULT_RUNS_DIR)
-    return Place(settings.resolve_path(registry), registry, registry_settings, settings)
+    cfg = load_or_defaults(config)
+    registry = cfg.health.registry.resolve_path(cfg.runs_dir)
+    return Place(cfg.rollout_path, registry, cfg.health.registry, cfg.rollout)
 
 
 _CONFIG = typer.Option(Path("coordinator.toml"), "--config", "-c", help="coordinator.toml")

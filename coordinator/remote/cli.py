@@ -75,12 +75,9 @@ class Place:
 
 def locate(config: Path) -> Place:
     """From ``coordinator.toml`` (its defaults when the file does not exist)."""
-    from coordinator import config as coordinator_config
+    from coordinator.config import load_or_defaults
 
-    if config.exists():
-        cfg = coordinator_config.load(config)
-    else:
-        cfg = coordinator_config.from_mapping({}, source="<defaults>")
+    cfg = load_or_defaults(config)
     registry = cfg.health.registry.resolve_path(cfg.runs_dir)
     return Place(cfg, registry, default_path(registry))
 
