@@ -144,6 +144,35 @@ def version(_args: argparse.Namespace) -> None:
     print(f"inference runtime: {runtime}")
 
 
+def software(args: argparse.Namespace) -> None:
+    """Install a staged agent release (root; orchard-update.service), or repair after a power
+    cut (at boot; orchard-update-recover.service), or show the environments."""
+    import json
+
+    from agent.software.system import updater_for
+
+    cfg = _load_or_exit(args.config)
+    updater = updater_for(cfg, base=args.base)
+    if args.action == "status":
+        layout = updater.layout
+        journal = layout.read_journal()
+        doc = {
+            "link": str(layout.link),
+            "active": layout.active() if layout.link.exists() else None,
+            "journal": None if journal is None else journal.__dict__,
+            "request": updater.files.request.exists(),
+        }
+        print(json.dumps(doc, indent=2))
+        return
+    result = updater.recover() if args.action == "recover" else updater.apply()
+    if result is None:
+        print("nothing to do")
+        return
+    print(json.dumps(result.__dict__))
+    if result.outcome != "applied":
+        raise _Exit(exit_codes.RUNTIME_FAILURE if args.action == "apply" else exit_codes.OK)
+
+
 def build_parser() -> argparse.ArgumentParser:
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument(
@@ -192,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--step-s", type=float, default=60.0, help="Row spacing without a ts column (s)."
     )
     sub.set_defaults(func=import_csv)
+
+    sub = commands.add_parser(
+        "software", parents=[verbose], help=software.__doc__, description=software.__doc__
+    )
+    sub.add_argument("action", choices=("apply", "recover", "status"))
+    sub.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="agent.toml")
+    sub.add_argument(
+        "--base", type=Path, default=Path("/opt/orchard"), help="Where the environments live."
+    )
+    sub.set_defaults(func=software)
 
     sub = commands.add_parser(
         "version", parents=[verbose], help=version.__doc__, description=version.__doc__

@@ -43,6 +43,7 @@ from agent.sensors import Sampler, SensorState, build_sensors
 from agent.serve import create_app
 from agent.serve.server import HttpServer
 from agent.slots import ACTIVE_FILE, ModelSlots
+from agent.software.updates import software_updates
 from agent.store import open_store
 from agent.systemd import Notifier
 from agent.types import Sample
@@ -176,6 +177,7 @@ class AgentRunner:
             on_event=self._event,
             flushed=lambda: reporter is None or reporter.outbox.stats().queued == 0,
             clock=self.clock,
+            updates=software_updates(cfg, fetcher, self.clock),
         )
         if reporter is not None:
             reporter.subscribe(reporter.topics.command, remote.on_message)

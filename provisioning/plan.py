@@ -63,6 +63,8 @@ ENABLE = (
     (paths.FIRSTBOOT_UNIT, "multi-user.target"),
     (paths.AGENT_UNIT, "multi-user.target"),
     (paths.TRAINER_SOCKET, "sockets.target"),
+    (paths.UPDATE_PATH, "multi-user.target"),
+    (paths.RECOVER_UNIT, "multi-user.target"),
 )
 
 

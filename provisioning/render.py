@@ -110,6 +110,7 @@ def tmpfiles(owned: Iterable[tuple[str, int, str, str]]) -> bytes:
     """Ownership the plan intends, applied at boot once sysusers created the user."""
     lines = ["# Ownership of Orchard's files (the installer and sysusers.d create the user)."]
     lines.append(f"d {paths.STATE_DIR} 0750 {paths.USER} {paths.USER} -")
+    lines.append(f"d {paths.STATE_DIR}/update 0750 {paths.USER} {paths.USER} -")
     lines.append(f"d {paths.ETC}/keys 0750 root {paths.USER} -")
     for path, mode, owner, group in owned:
         lines.append(f"z {path} {mode:04o} {owner} {group} -")

@@ -13,7 +13,14 @@ from pathlib import Path
 from provisioning import paths
 from provisioning.errors import ProvisionError
 
-BOARD_UNITS = (paths.AGENT_UNIT, paths.TRAINER_SOCKET, paths.TRAINER_UNIT)
+BOARD_UNITS = (
+    paths.AGENT_UNIT,
+    paths.TRAINER_SOCKET,
+    paths.TRAINER_UNIT,
+    paths.UPDATE_PATH,
+    paths.UPDATE_UNIT,
+    paths.RECOVER_UNIT,
+)
 
 
 def unit_dir() -> Path:

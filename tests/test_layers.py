@@ -25,6 +25,7 @@ ALLOWED_INTO_AGENT = {
         "agent.healthz",  # the GET /healthz document
         "agent.delivery.desired",  # the desired-model message the coordinator publishes
         "agent.remote.command",  # the signed configuration command it publishes
+        "agent.software.manifest",  # the signed release manifest it serves
         "agent.federation.round_config",  # what a device reads of a run and a round
         "agent.clientapp",  # the Flower app's entry module re-exports the ClientApp
         "agent.clientapp.app",

@@ -358,6 +358,7 @@ EVENT_KINDS: Final = (
     "model_swap",
     "rollback",
     "delivery",
+    "software_update",
     "budget_violation",
     "sensor_failed",
     "sensor_recovered",
@@ -383,7 +384,7 @@ class Event(_Payload):
 
 # -- ack ------------------------------------------------------------------------------------
 
-AckStatus = Literal["applied", "restarting", "rejected", "refused", "rolled_back"]
+AckStatus = Literal["applied", "restarting", "rejected", "refused", "rolled_back", "updating"]
 
 
 @dataclass(frozen=True)
@@ -397,6 +398,13 @@ class Ack(_Payload):
     signed, expired, replayed, or a key that must not change remotely: nothing changed) or
     ``rolled_back`` (the new config did not become healthy in time: the last good one runs).
     ``config_version`` is the sha256 (first 16 hex digits) of the effective config that runs.
+
+    For an ``update`` command (a new agent software release): ``updating`` (the release is
+    downloaded and verified; the root updater installs it beside the running one), then
+    ``applied`` (the new version runs and is healthy), ``rolled_back`` (it did not become
+    healthy, or the power went out before it was confirmed: the old version runs again) or
+    ``rejected`` (not installed: a bad manifest or wheel, a failed download, a full disk, a wheel
+    that does not import). ``agent_version`` is the version that runs when the ack is sent.
     """
 
     _topic_kind = "ack"
@@ -406,6 +414,7 @@ class Ack(_Payload):
     config_version: str | None = None
     live: bool = False
     errors: tuple[str, ...] = ()
+    agent_version: str | None = None
 
 
 Payload: TypeAlias = Status | Birth | Health | Event | Ack

@@ -75,6 +75,14 @@ class CommandAuth:
 
             write_atomic(cached, pem)
 
+    def signer_pem(self, command: Command) -> bytes:
+        """The certificate that signed ``command`` (cached by :meth:`check`)."""
+        cached = self.cache / f"{(command.signer or '').lower()}.pem"
+        try:
+            return cached.read_bytes()
+        except OSError:
+            return self._fetch(command, (command.signer or "").lower())
+
     def _fetch(self, command: Command, signer: str) -> bytes:
         if command.signer_url is None:
             raise Refused(

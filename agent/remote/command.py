@@ -29,11 +29,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Literal
 
 from agent.health.codec import SchemaError, bounds, decode, encode, parse_json
+from agent.software.manifest import SoftwareRef
 
 FORMAT: Final = "orchard-command/1"
 _POS: Final = bounds(low=0)
 _KEY = re.compile(r"^[a-z_][a-z0-9_]*(\.[A-Za-z0-9_.-]+)*$")
 MAX_PATCH: Final = 64
+_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!_-]{0,63}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 # Keys a command may never change: the board's identity and what it trusts. Prefix match on
 # the dotted key ("mqtt.tls_" covers tls_ca, tls_cert, tls_key).
@@ -70,8 +73,9 @@ class Command:
     seq: int = field(metadata=_POS)
     issued: float = field(metadata=_POS)
     expires: float = field(metadata=_POS)
-    kind: Literal["config"]
+    kind: Literal["config", "update"]
     patch: dict[str, str | None] = field(default_factory=dict)
+    update: SoftwareRef | None = None  # kind "update": the agent software release to install
     signer_url: str | None = None  # where the signer certificate is (the artifact server)
     signer: str | None = None
     signature: str | None = None
@@ -82,6 +86,10 @@ class Command:
     @classmethod
     def validate(cls, payload: Any) -> Command:
         command = decode(cls, payload, "command")
+        if command.kind == "update":
+            return _valid_update(command)
+        if command.update is not None:
+            raise SchemaError("command.update", "set", "no update in a config command")
         if not command.patch or len(command.patch) > MAX_PATCH:
             raise SchemaError("command.patch", command.patch, f"1 to {MAX_PATCH} keys")
         for key, value in command.patch.items():
@@ -89,22 +97,45 @@ class Command:
                 raise SchemaError(f"command.patch.{key}", key, "a dotted key like section.key")
             if value is not None and not isinstance(value, str):
                 raise SchemaError(f"command.patch.{key}", value, "a TOML value as text, or null")
-        if command.expires <= command.issued:
-            raise SchemaError("command.expires", command.expires, "a time after issued")
-        if command.signer_url is not None and not command.signer_url.startswith(
-            ("http://", "https://")
-        ):
-            raise SchemaError("command.signer_url", command.signer_url, "an http(s) URL")
-        if (command.signer is None) != (command.signature is None):
-            raise SchemaError("command.signature", command.signature, "set together with signer")
-        return command
+        return _valid_common(command)
 
     @classmethod
     def from_json(cls, data: str | bytes | bytearray) -> Command:
         return cls.validate(parse_json(data, "command"))
 
 
+def _valid_update(command: Command) -> Command:
+    ref = command.update
+    if ref is None:
+        raise SchemaError("command.update", None, "the release to install")
+    if command.patch:
+        raise SchemaError("command.patch", command.patch, "no patch in an update command")
+    if not _VERSION.match(ref.version):
+        raise SchemaError("command.update.version", ref.version, "a version such as 0.2.0")
+    if not ref.manifest_url.startswith(("http://", "https://")):
+        raise SchemaError("command.update.manifest_url", ref.manifest_url, "an http(s) URL")
+    if not _HEX64.match(ref.manifest_sha256):
+        raise SchemaError(
+            "command.update.manifest_sha256", ref.manifest_sha256, "64 lowercase hex digits"
+        )
+    return _valid_common(command)
+
+
+def _valid_common(command: Command) -> Command:
+    if command.expires <= command.issued:
+        raise SchemaError("command.expires", command.expires, "a time after issued")
+    if command.signer_url is not None and not command.signer_url.startswith(
+        ("http://", "https://")
+    ):
+        raise SchemaError("command.signer_url", command.signer_url, "an http(s) URL")
+    if (command.signer is None) != (command.signature is None):
+        raise SchemaError("command.signature", command.signature, "set together with signer")
+    return command
+
+
 def signed_bytes(command: Command) -> bytes:
     """What the signature covers: every field but ``signer`` and ``signature``, canonical JSON."""
     body = {k: v for k, v in asdict(command).items() if k not in ("signer", "signature")}
+    if body.get("update") is None:  # config commands: the bytes they had before updates existed
+        body.pop("update", None)
     return (FORMAT + "\n" + json.dumps(body, sort_keys=True, separators=(",", ":"))).encode()

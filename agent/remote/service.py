@@ -45,12 +45,15 @@ from agent.remote.command import Command
 from agent.remote.live import LiveParts
 from agent.remote.patch import Candidate, Refused, Rejected, build
 from agent.remote.state import Pending, RemoteFiles
+from agent.software.stage import StageError
+from agent.software.updates import SoftwareUpdates
 
 logger = logging.getLogger(__name__)
 
 RETRY_SIGNER_S = 30.0  # a signer certificate that could not be fetched is tried again
 FLUSH_S = 5.0  # how long the ack of a restart may take to leave before the agent stops
 POLL_S = 0.2
+UPDATE_POLL_S = 1.0
 
 AckSink = Callable[[Ack], None]
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -72,8 +75,10 @@ class RemoteConfig:
         on_event: EventSink = lambda kind, data: None,
         flushed: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.time,
+        updates: SoftwareUpdates | None = None,
     ) -> None:
         self.settings = settings
+        self.updates = updates  # None: this agent takes no software updates
         self.source = Path(settings.source)  # the provisioned agent.toml
         self.files = files
         self.auth = auth
@@ -132,6 +137,7 @@ class RemoteConfig:
             logger.exception("remote config: the change on trial could not be resumed")
         while not self._stop.is_set():
             try:
+                self._update_outcome()
                 if self._trial is not None:
                     self._judge(self._trial)
                 else:
@@ -154,6 +160,8 @@ class RemoteConfig:
         """How long to wait for news: none when a command waits (it came during a trial)."""
         with self._lock:
             if self._latest is None:
+                if self.updates is not None and self.updates.in_flight:
+                    return UPDATE_POLL_S  # the root updater writes its outcome to a file
                 return None
             retry = self._retry_at
         return 0.0 if retry is None else max(0.0, retry - time.monotonic())
@@ -218,6 +226,9 @@ class RemoteConfig:
                 f"command.seq: expected more than {last_seq}, the last command acted on. "
                 f"Received: seq={command.seq} (replayed or stale)"
             )
+        if command.kind == "update":
+            self._update(command, digest)
+            return
         base, current = self._base(), self._current_overlay()
         candidate = build(base, current, command.patch, source=f"command {command.seq}")
         restart = live.restart_keys(candidate.changed)
@@ -248,6 +259,55 @@ class RemoteConfig:
             candidate.config_version,
         )
         self._ack(command.seq, "applied", version=candidate.config_version, is_live=True)
+
+    # -- software updates --------------------------------------------------------------------
+
+    def _update(self, command: Command, digest: str) -> None:
+        """Stage the release and hand it to the root updater (agent/software/)."""
+        updates, ref = self.updates, command.update
+        if updates is None:
+            raise Refused(
+                "command.kind: expected config (this agent was not installed by orchard-provision: "
+                "no updater). Received: kind='update'"
+            )
+        assert ref is not None  # Command.validate
+        self.files.record(command.seq, digest)
+        running = updates.running_version
+        if ref.version == running:
+            self._ack(command.seq, "applied", agent_version=running)
+            return
+        signer_pem = self.auth.signer_pem(command)
+        try:
+            updates.begin(command.seq, ref, signer_pem)
+        except StageError as exc:
+            logger.warning("update %d to %s rejected: %s", command.seq, ref.version, exc)
+            self._ack(command.seq, "rejected", errors=(str(exc),), agent_version=running)
+            return
+        logger.info("update %d: release %s staged for the updater", command.seq, ref.version)
+        self._ack(command.seq, "updating", agent_version=running)
+
+    def _update_outcome(self) -> None:
+        if self.updates is None:
+            return
+        result = self.updates.take_result()
+        if result is None:
+            return
+        self._ack(
+            result.seq,
+            result.outcome,
+            errors=(result.reason,) if result.reason else (),
+            agent_version=result.running,
+        )
+        self.on_event(
+            "software_update",
+            {
+                "seq": result.seq,
+                "version": result.version,
+                "outcome": result.outcome,
+                "running": result.running,
+                **{k: v for k, v in result.timings.items()},
+            },
+        )
 
     def _base(self) -> dict[str, Any]:
         try:
@@ -320,6 +380,7 @@ class RemoteConfig:
         version: str | None = None,
         is_live: bool = False,
         errors: tuple[str, ...] = (),
+        agent_version: str | None = None,
     ) -> None:
         ack = Ack(
             seq=seq,
@@ -328,6 +389,7 @@ class RemoteConfig:
             config_version=version or self.settings.config_version or None,
             live=is_live,
             errors=tuple(_short(e) for e in errors[:MAX_ITEMS]),
+            agent_version=agent_version,
         )
         try:
             self.send(ack)

@@ -34,6 +34,9 @@ EXPECTED = {  # path: (mode, owner, group)
     "/etc/systemd/system/orchard-trainer.socket": (0o644, "root", "root"),
     "/etc/systemd/system/orchard-trainer.service": (0o644, "root", "root"),
     "/etc/systemd/system/orchard-firstboot.service": (0o644, "root", "root"),
+    "/etc/systemd/system/orchard-update.path": (0o644, "root", "root"),
+    "/etc/systemd/system/orchard-update.service": (0o644, "root", "root"),
+    "/etc/systemd/system/orchard-update-recover.service": (0o644, "root", "root"),
     f"{paths.WHEELHOUSE}/orchard_fl-0.0.1-py3-none-any.whl": (0o644, "root", "root"),
 }
 UNITS = "/etc/systemd/system"
@@ -43,6 +46,10 @@ LINKS = {
         f"{UNITS}/orchard-firstboot.service"
     ),
     f"{UNITS}/sockets.target.wants/orchard-trainer.socket": f"{UNITS}/orchard-trainer.socket",
+    f"{UNITS}/multi-user.target.wants/orchard-update.path": f"{UNITS}/orchard-update.path",
+    f"{UNITS}/multi-user.target.wants/orchard-update-recover.service": (
+        f"{UNITS}/orchard-update-recover.service"
+    ),
 }
 
 

@@ -19,12 +19,17 @@ UNITS = [
     "orchard-trainer.socket",
     "orchard-trainer.service",
     "orchard-coordinator.service",
+    "orchard-update.path",
+    "orchard-update.service",
+    "orchard-update-recover.service",
 ]
 # Exposure bounds from the issue (lower is safer; systemd calls <= 2.9 "OK").
 BOUNDS = {
     "orchard-agent.service": 2.5,
     "orchard-trainer.service": 4.0,
     "orchard-coordinator.service": 4.0,
+    "orchard-update.service": 2.9,
+    "orchard-update-recover.service": 2.0,
 }
 HOST_UNITS = next(
     p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir()

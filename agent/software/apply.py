@@ -1,0 +1,392 @@
+"""The root updater: install a staged release beside the running one, switch, judge, keep or undo.
+
+Run by ``orchard-update.service`` (root, started by ``orchard-update.path`` when the agent writes
+``<state_dir>/update/request.json``) as ``orchard-agent software apply``, from the environment
+that runs. For one request, in this order (agent/software/layout.py has the files):
+
+1. the staged manifest is verified against ``[models] trust_ca`` (signature, version, Python),
+   the wheels it lists are copied into ``/opt/orchard/.wheels`` (root only) and checked there
+   (size, sha256), so nothing the agent's user could change afterwards gets installed;
+2. the inactive environment is removed, the free space checked (about three times the wheels),
+   and the release installed there offline (``python -m venv``, ``pip install --no-index``);
+   the new ``orchard-agent version`` must run and name the release (a wheel that fails to
+   import stops here: the link was never touched);
+3. everything is synced to disk, the journal says ``switched``, the link is renamed onto the
+   new environment, the trainer stopped (its socket starts the new one) and the agent
+   restarted through systemd (Type=notify: ``systemctl restart`` returns at READY);
+4. the new agent must answer ``/healthz`` ready within ``healthy_within_s`` and the installed
+   model must pass its golden inputs under the new runtime (``python -m agent.verify_child`` of
+   the new environment); then the journal says ``committed``;
+5. otherwise the link goes back, the journal says ``rolled_back`` with the reason, and the old
+   agent is restarted.
+
+The outcome goes to ``result.json`` for the agent to ack (``applied``, ``rolled_back`` or
+``rejected``); the request is removed. A power cut anywhere leaves the link on a complete
+environment; ``orchard-agent software recover`` (``orchard-update-recover.service``, at boot,
+before the agent) puts it back on the old one when the journal says the new one was not
+confirmed, and reports that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from agent.errors import AgentError
+from agent.software.files import Outcome, UpdateFiles, UpdateRequest, UpdateResult
+from agent.software.layout import Journal, VenvLayout
+from agent.software.manifest import (
+    MANIFEST_FILE,
+    ManifestError,
+    SoftwareManifest,
+    check_wheels,
+    signed_bytes,
+)
+
+logger = logging.getLogger(__name__)
+
+SIGNER_FILE = "signer.pem"
+AGENT_UNIT = "orchard-agent.service"
+TRAINER_UNIT = "orchard-trainer.service"
+SPACE_FACTOR = 3  # installed size is about this many times the wheels (measured: 2.4 to 2.9)
+SPACE_MARGIN = 64 << 20
+INSTALL_TIMEOUT_S = 1800.0
+SMOKE_TIMEOUT_S = 300.0
+_TAIL = 600
+
+
+class Rejected(AgentError):
+    """The release is not installed (the link was never touched): why, for the ack."""
+
+
+class ServiceManager(Protocol):
+    def restart(self, unit: str, timeout_s: float) -> None:
+        """Restart ``unit`` and return once it is started; raise :class:`AgentError` if not."""
+
+    def stop(self, unit: str, timeout_s: float) -> None: ...
+
+
+# Why the agent is not healthy (None: healthy), given how long it may take.
+HealthProbe = Callable[[float], str | None]
+# Why the installed model fails its golden inputs under an environment (None: passes).
+GoldenCheck = Callable[[Path], str | None]
+
+
+@dataclass(frozen=True)
+class Budget:
+    healthy_within_s: float = 180.0
+    restart_timeout_s: float = 300.0  # the unit's TimeoutStartSec bounds it too
+    install_timeout_s: float = INSTALL_TIMEOUT_S
+
+
+class Updater:
+    def __init__(
+        self,
+        layout: VenvLayout,
+        files: UpdateFiles,
+        *,
+        trust_ca: Path | None,
+        requirement: str,
+        services: ServiceManager,
+        probe: HealthProbe,
+        golden: GoldenCheck,
+        owner: tuple[int, int] | None = None,
+        python: str | None = None,
+        budget: Budget = Budget(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.layout = layout
+        self.files = files
+        self.trust_ca = trust_ca
+        self.requirement = requirement  # e.g. "orchard-fl[agent]": pinned to the release
+        self.services = services
+        self.probe = probe
+        self.golden = golden
+        self.owner = owner  # who the result file belongs to (the agent's user)
+        self.python: str = python or str(getattr(sys, "_base_executable", sys.executable))
+        self.budget = budget
+        self.clock = clock
+
+    # -- entry points ----------------------------------------------------------------------
+
+    def recover(self, *, restart: bool = False) -> UpdateResult | None:
+        """Close an update a power cut (or a killed updater) left open; report it."""
+        closed = self.layout.repair()
+        if closed is None:
+            return None
+        result = UpdateResult(
+            seq=closed.seq,
+            version=closed.version,
+            outcome="rolled_back",
+            running=closed.old_version,
+            reason=closed.reason,
+            ts=self.clock(),
+        )
+        self._finish(result)  # before the restart: the old agent acks it when it starts
+        if restart:
+            self._restart_quietly()
+        return result
+
+    def apply(self) -> UpdateResult | None:
+        """Handle the pending request, if any; return what was written to result.json."""
+        self.recover(restart=True)
+        request = self.files.read_request()
+        if request is None:
+            return None
+        journal = self.layout.read_journal()
+        if journal is not None and journal.seq == request.seq and not journal.unfinished:
+            # Done before a power cut kept the request from being removed: report, not redo.
+            outcome: Outcome = "applied" if journal.phase == "committed" else "rolled_back"
+            running = journal.version if outcome == "applied" else journal.old_version
+            result = UpdateResult(
+                request.seq, request.version, outcome, running, journal.reason, self.clock()
+            )
+        else:
+            try:
+                return self._apply(request)  # it writes the result itself
+            except (Rejected, ManifestError) as exc:
+                logger.warning("update %d to %s rejected: %s", request.seq, request.version, exc)
+                result = UpdateResult(
+                    request.seq,
+                    request.version,
+                    "rejected",
+                    request.from_version,
+                    str(exc),
+                    self.clock(),
+                )
+        self._finish(result)
+        return result
+
+    # -- one update ------------------------------------------------------------------------
+
+    def _apply(self, request: UpdateRequest) -> UpdateResult:
+        t0 = time.monotonic()
+        timings: dict[str, float] = {}
+        manifest = self._verified(request)
+        wheels = self._copy_wheels(manifest, Path(request.staged))
+        timings["verify_s"] = round(time.monotonic() - t0, 2)
+
+        old = self.layout.migrate(request.seq, request.from_version)
+        new = self.layout.other(old)
+        target = self.layout.slot(new)
+        self._remove(target)
+        self._check_space(manifest)
+        journal = self.layout.write_journal(
+            Journal(request.seq, manifest.version, "installing", old, new, request.from_version)
+        )
+        t1 = time.monotonic()
+        try:
+            self._install(target, wheels, manifest.version)
+        except Rejected as exc:
+            self._remove(target)
+            self.layout.write_journal(replace(journal, phase="rolled_back", reason=str(exc)))
+            raise
+        timings["install_s"] = round(time.monotonic() - t1, 2)
+
+        os.sync()  # the new environment's files are on disk before the link names it
+        journal = self.layout.write_journal(replace(journal, phase="switched"))
+        t2 = time.monotonic()
+        self.layout.point(new)
+        logger.info(
+            "update %d: %s now names %s (%s)", request.seq, self.layout.link, new, manifest.version
+        )
+        why = self._start_and_judge(target)
+        timings["switch_to_healthy_s"] = round(time.monotonic() - t2, 2)
+        timings["total_s"] = round(time.monotonic() - t0, 2)
+        if why is None:
+            self.layout.write_journal(replace(journal, phase="committed"))
+            shutil.rmtree(wheels, ignore_errors=True)
+            logger.info(
+                "update %d: %s committed in %.1f s",
+                request.seq,
+                manifest.version,
+                timings["total_s"],
+            )
+            result = UpdateResult(
+                request.seq,
+                manifest.version,
+                "applied",
+                manifest.version,
+                None,
+                self.clock(),
+                timings,
+            )
+            self._finish(result)
+            return result
+        logger.warning(
+            "update %d to %s: %s; switching back to %s", request.seq, manifest.version, why, old
+        )
+        self.layout.point(old)
+        self.layout.write_journal(replace(journal, phase="rolled_back", reason=why))
+        result = UpdateResult(
+            request.seq,
+            manifest.version,
+            "rolled_back",
+            request.from_version,
+            why,
+            self.clock(),
+            timings,
+        )
+        self._finish(result)  # before the restart: the old agent acks it when it starts
+        self._restart_quietly()
+        return result
+
+    def _verified(self, request: UpdateRequest) -> SoftwareManifest:
+        staged = Path(request.staged)
+        if staged.is_symlink() or staged.resolve().parent != self.files.dir.resolve():
+            raise Rejected(
+                f"request.staged: expected a directory in {self.files.dir}. Received: {staged}"
+            )
+        try:
+            manifest = SoftwareManifest.from_json((staged / MANIFEST_FILE).read_bytes())
+            if manifest.signature is None:
+                raise Rejected(
+                    f"release {manifest.version} not signed by the fleet: expected a signed "
+                    "manifest. Received: signature=None"
+                )
+            signer_pem = (staged / SIGNER_FILE).read_bytes()
+        except OSError as exc:
+            raise Rejected(f"staged release {staged}: {exc.strerror}: {exc.filename}") from None
+        if manifest.version != request.version:
+            raise Rejected(
+                f"manifest.version: expected {request.version!r} (the request's). "
+                f"Received: version={manifest.version!r}"
+            )
+        have = "{}.{}".format(*sys.version_info[:2])
+        if manifest.python != have:
+            raise Rejected(
+                f"manifest.python: expected this board's Python {have}. "
+                f"Received: python={manifest.python!r}"
+            )
+        self._check_signature(manifest, signer_pem)
+        return manifest
+
+    def _check_signature(self, manifest: SoftwareManifest, signer_pem: bytes) -> None:
+        if self.trust_ca is None:
+            raise Rejected(
+                "software updates need a board provisioned with the fleet CA ([models] trust_ca)"
+            )
+        from orchard_common.errors import SignatureError
+        from orchard_common.signing import verify_artifact
+
+        try:
+            verify_artifact(
+                manifest,
+                signer_pem,
+                self.trust_ca.read_bytes(),
+                signed_bytes=signed_bytes,
+                now=dt.datetime.fromtimestamp(self.clock(), dt.UTC),
+            )
+        except SignatureError as exc:
+            raise Rejected(
+                f"release {manifest.version} not signed by the fleet ({exc.reason}): {exc}"
+            ) from None
+        except OSError as exc:
+            raise Rejected(f"[models] trust_ca {self.trust_ca}: {exc.strerror}") from None
+
+    def _copy_wheels(self, manifest: SoftwareManifest, staged: Path) -> Path:
+        dest = self.layout.base / ".wheels"
+        self._remove(dest)
+        dest.mkdir(mode=0o700, parents=True)
+        for w in manifest.wheels:
+            src = staged / w.file
+            if src.is_symlink():
+                raise Rejected(f"wheels[{w.file}]: expected a file. Received: a symbolic link")
+            try:
+                shutil.copyfile(src, dest / w.file)
+            except OSError as exc:
+                self._remove(dest)
+                raise Rejected(f"wheels[{w.file}]: cannot copy: {exc.strerror}") from None
+        try:
+            check_wheels(manifest, dest)
+        except ManifestError:
+            self._remove(dest)
+            raise
+        return dest
+
+    def _check_space(self, manifest: SoftwareManifest) -> None:
+        st = os.statvfs(self.layout.base)
+        free = st.f_bavail * st.f_frsize
+        need = SPACE_FACTOR * manifest.total_bytes + SPACE_MARGIN
+        if free < need:
+            raise Rejected(
+                f"disk: expected {need >> 20} MB free in {self.layout.base} for release "
+                f"{manifest.version}. Received: free={free >> 20} MB (the disk is full)"
+            )
+
+    def _install(self, target: Path, wheels: Path, version: str) -> None:
+        self._run([self.python, "-m", "venv", str(target)], "creating the environment", 300.0)
+        pip = [
+            str(target / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index",
+            "--no-cache-dir", "--disable-pip-version-check", "--find-links", str(wheels),
+            f"{self.requirement}=={version}",
+        ]  # fmt: skip
+        self._run(pip, "pip install", self.budget.install_timeout_s)
+        out = self._run(
+            [str(target / "bin" / "orchard-agent"), "version"], "the new version", SMOKE_TIMEOUT_S
+        )
+        if f"orchard-agent {version} " not in out + " ":
+            raise Rejected(
+                f"the new version: expected `orchard-agent version` to name {version}. "
+                f"Received: {out.strip()[:200]!r}"
+            )
+
+    def _run(self, cmd: list[str], what: str, timeout_s: float) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_"))}
+        try:
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise Rejected(f"{what}: did not finish within {timeout_s:g} s") from None
+        except OSError as exc:
+            raise Rejected(f"{what}: {exc.strerror}: {cmd[0]}") from None
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip()[-_TAIL:]
+            raise Rejected(f"{what} failed (exit {done.returncode}): {tail}")
+        return done.stdout
+
+    def _start_and_judge(self, target: Path) -> str | None:
+        try:
+            self.services.stop(TRAINER_UNIT, 60.0)
+            self.services.restart(AGENT_UNIT, self.budget.restart_timeout_s)
+        except AgentError as exc:
+            return f"the new agent did not start: {exc}"
+        why = self.probe(self.budget.healthy_within_s)
+        if why is not None:
+            return f"the new agent is not healthy: {why}"
+        why = self.golden(target)
+        if why is not None:
+            return f"the installed model fails its golden inputs under the new version: {why}"
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _finish(self, result: UpdateResult) -> None:
+        self.files.write_result(result, owner=self.owner)
+        self.files.request.unlink(missing_ok=True)
+        if result.outcome != "rejected":
+            shutil.rmtree(self.layout.base / ".wheels", ignore_errors=True)
+
+    def _restart_quietly(self) -> None:
+        try:
+            self.services.stop(TRAINER_UNIT, 60.0)
+            self.services.restart(AGENT_UNIT, self.budget.restart_timeout_s)
+        except AgentError as exc:
+            logger.error("restarting the agent on the old version failed: %s", exc)
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
