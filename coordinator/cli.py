@@ -11,6 +11,7 @@ import typer
 
 from coordinator import fleet_cli, rollout_cli
 from coordinator.remote import cli as config_cli
+from coordinator.software import cli as software_cli
 
 if TYPE_CHECKING:
     from coordinator.config import CoordinatorSettings
@@ -263,7 +264,10 @@ def predict(
         raise typer.Exit(2) from exc
 
 
-app.command("fleet")(fleet_cli.fleet)
+fleet_app = typer.Typer(help="The fleet table; `fleet update` rolls out agent software.")
+fleet_app.callback(invoke_without_command=True)(fleet_cli.fleet)
+fleet_app.command("update")(software_cli.update)
+app.add_typer(fleet_app, name="fleet")
 app.add_typer(rollout_cli.app, name="rollout")
 app.add_typer(config_cli.app, name="config")
 

@@ -36,6 +36,7 @@ def registry_location(
 
 
 def fleet(
+    ctx: typer.Context,
     config: Path = typer.Option(
         Path("coordinator.toml"), "--config", "-c", help="coordinator.toml"
     ),
@@ -49,7 +50,10 @@ def fleet(
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per device, as a list."),
 ) -> None:
-    """Show every device: state, temperature, throttling, memory, model, last round, p95."""
+    """Show every device: state, temperature, throttling, memory, agent and model versions,
+    last round, p95. `fleet update` rolls a new agent release out."""
+    if ctx.invoked_subcommand is not None:
+        return
     try:
         path, r = registry_location(config, registry, runs_dir)
         if not path.exists():

@@ -68,6 +68,33 @@ class Catalog:
         self._artifacts: dict[Path, tuple[tuple[StatKey, StatKey], Artifact]] = {}
         self._versions: dict[str, Path] = {}  # version -> its round directory
 
+    @property
+    def software_dir(self) -> Path:
+        """Published agent releases (coordinator/software/release.py): ``<state_dir>/software``."""
+        return self.runs_dir.parent / "software"
+
+    def software_path(self, version: str, name: str) -> Path:
+        """``manifest.json`` of a published release, or a wheel its manifest lists."""
+        if not NAME.match(version) or not NAME.match(name):
+            raise NotServed(f"software/{version}/{name}")
+        manifest = self.software_dir / version / MANIFEST_FILE
+        if not manifest.is_file():
+            raise NotServed(f"software release {version}")
+        if name != MANIFEST_FILE:
+            from agent.software.manifest import ManifestError as SoftwareManifestError
+            from agent.software.manifest import SoftwareManifest
+
+            try:
+                listed = {w.file for w in SoftwareManifest.from_json(manifest.read_bytes()).wheels}
+            except (OSError, SoftwareManifestError) as exc:
+                raise DeliveryError(f"software release {version}: {exc}") from None
+            if name not in listed:
+                raise NotServed(f"software/{version}/{name}")
+        path = self.software_dir / version / name
+        if _stat(path) is None:
+            raise NotServed(f"software/{version}/{name}")
+        return path
+
     @classmethod
     def from_settings(cls, settings: DeliverySettings, runs_dir: Path) -> Catalog:
         """``[delivery]``'s URL and signer (``DeliveryError`` when the signer cannot load)."""

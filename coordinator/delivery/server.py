@@ -63,6 +63,20 @@ def create_app(catalog: Catalog) -> Starlette:
             return JSONResponse({"error": str(exc)}, status_code=503)
         return FileResponse(path, media_type=MEDIA_TYPES[name])
 
+    def software_file(request: Request) -> Response:
+        version = request.path_params["version"]
+        name = request.path_params["name"]
+        try:
+            path = catalog.software_path(version, name)
+        except (NotServed, ArtifactError) as exc:
+            logger.info("delivery: refused %s: %s", request.url.path, exc)
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except DeliveryError as exc:
+            logger.warning("delivery: cannot serve %s: %s", request.url.path, exc)
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        kind = "application/json" if name == MANIFEST_FILE else "application/octet-stream"
+        return FileResponse(path, media_type=kind)
+
     async def signer_pem(request: Request) -> Response:
         signer = catalog.signer
         if signer is None:
@@ -80,7 +94,10 @@ def create_app(catalog: Catalog) -> Starlette:
         if isinstance(exc, HTTPException) and exc.status_code == 405:
             expected, received = "GET or HEAD", f"method={request.method}"
         else:
-            expected = "/models/<version>/<manifest.json|model.tflite|signer.pem> or /signer.pem"
+            expected = (
+                "/models/<version>/<manifest.json|model.tflite|signer.pem>, "
+                "/software/<version>/<manifest.json|wheel> or /signer.pem"
+            )
             received = f"path={request.url.path[:200]!r}"
         status = exc.status_code if isinstance(exc, HTTPException) else 404
         return JSONResponse({"error": f"expected {expected}. Received: {received}"}, status)
@@ -88,6 +105,7 @@ def create_app(catalog: Catalog) -> Starlette:
     return Starlette(
         routes=[
             Route("/models/{version}/{name}", model_file, methods=["GET", "HEAD"]),
+            Route("/software/{version}/{name}", software_file, methods=["GET", "HEAD"]),
             Route("/signer.pem", signer_pem, methods=["GET", "HEAD"]),
         ],
         exception_handlers={404: refuse, 405: refuse},

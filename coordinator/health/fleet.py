@@ -11,7 +11,9 @@ from typing import Any
 
 from coordinator.health.records import DeviceRecord
 
-COLUMNS = ("DEVICE", "STATE", "TEMP", "THROTTLED", "MEMORY", "MODEL", "ROUND", "P95", "SEEN")
+COLUMNS = (
+    "DEVICE", "STATE", "TEMP", "THROTTLED", "MEMORY", "AGENT", "MODEL", "ROUND", "P95", "SEEN",
+)  # fmt: skip
 
 
 def _temp(v: float | None) -> str:
@@ -53,6 +55,7 @@ def cells(rec: DeviceRecord) -> list[str]:
         _temp(row["cpu_temp_c"]),
         ",".join(row["throttled"]) or "-",
         _memory(row),
+        row["agent_version"] or "-",
         row["model_version"] or "-",
         _round(row),
         "-" if p95 is None else f"{p95:.1f} ms",

@@ -83,6 +83,12 @@ class DeviceRecord:
     def model_version(self) -> str | None:
         return self.health.model.version if self.health and self.health.model else None
 
+    @property
+    def agent_version(self) -> str | None:
+        """The Orchard version the board runs (its birth message: sent at every agent start)."""
+        birth = self.birth
+        return birth.agent_version or None if birth is not None else None
+
     def summary(self) -> dict[str, Any]:
         """A flat JSON-ready row for the fleet table, dashboard and ``fleet --json``."""
         h = self.health
@@ -106,6 +112,7 @@ class DeviceRecord:
             "memory_available_mb": self.free_memory_mb,
             "rss_mb": h.rss_mb if h else None,
             "model_version": self.model_version,
+            "agent_version": self.agent_version,
             "training_state": h.training.state if h else None,
             "last_round": self._last_round(),
             "last_outcome": self.last_outcome or (h.training.last_outcome if h else None),

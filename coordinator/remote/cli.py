@@ -121,15 +121,15 @@ def set_(
             raise ConfigError("expires", expires, "a duration in (0, 30 days]")
         wait_s = parse_duration(wait, "wait")
     except (PatchError, ConfigError) as exc:
-        _fail(str(exc), USAGE)
-    place = _place(config)
-    signer = _signer(place, config)
-    registry = _open_registry(place)
+        fail(str(exc), USAGE)
+    place = place_or_exit(config)
+    signer = signer_or_exit(place, config)
+    registry = open_registry_or_exit(place)
     try:
         try:
-            targets = _targets(registry, device or [], group)
+            targets = select_targets(registry, device or [], group)
         except CoordinatorError as exc:
-            _fail(f"error: {exc}", USAGE)
+            fail(f"error: {exc}", USAGE)
         sent, failed = _send(place, signer, registry, targets, patch, expires_s)
         for device_id, why in failed.items():
             typer.secho(f"{device_id}: not sent: {why}", fg="red", err=True)
@@ -144,13 +144,13 @@ def set_(
     raise typer.Exit(FAILED_EXIT if failed else code)
 
 
-def _signer(place: Place, config: Path) -> Signer:
+def signer_or_exit(place: Place, config: Path) -> Signer:
     try:
         signer = place.settings.delivery.signer()
     except CoordinatorError as exc:
-        _fail(f"refusing to send unsigned commands: {exc}", FAILED_EXIT)
+        fail(f"refusing to send unsigned commands: {exc}", FAILED_EXIT)
     if signer is None:
-        _fail(
+        fail(
             "refusing to send unsigned commands: boards accept only commands signed by the "
             "fleet CA's signer. Run `orchard-provision ca signer-cert coordinator` and set "
             f"[delivery] signing_cert and signing_key in {config}",
@@ -159,7 +159,7 @@ def _signer(place: Place, config: Path) -> Signer:
     return signer
 
 
-def _targets(registry: Registry, devices: Sequence[str], group: str | None) -> list[Target]:
+def select_targets(registry: Registry, devices: Sequence[str], group: str | None) -> list[Target]:
     known = {r.device_id: r for r in registry.devices()}
     if group is not None:
         chosen = [r for r in known.values() if group == ALL or r.fleet == group]
@@ -201,12 +201,12 @@ def _send(
     try:
         link = CommandLink.connect(place.settings.health.mqtt)
     except CoordinatorError as exc:
-        _fail(f"nothing sent: {exc}", FAILED_EXIT)
+        fail(f"nothing sent: {exc}", FAILED_EXIT)
     with link:
         try:
             store = CommandStore(place.store)
         except CoordinatorError as exc:
-            _fail(f"nothing sent: {exc}", FAILED_EXIT)
+            fail(f"nothing sent: {exc}", FAILED_EXIT)
         with store:
             sender = ConfigSender(
                 store,
@@ -276,7 +276,7 @@ def show(
     as_json: bool = _JSON,
 ) -> None:
     """What the board acknowledged: the remote patch it runs, its config_version, what waits."""
-    place = _place(config)
+    place = place_or_exit(config)
     record, commands, acks = _known(place, device_id)
     cfg = device_config(device_id, record, commands, acks)
     typer.echo(json.dumps(cfg.to_dict(), indent=2) if as_json else render_show(cfg))
@@ -289,7 +289,7 @@ def history_(
     as_json: bool = _JSON,
 ) -> None:
     """Every command sent to the board, oldest first, with its answers."""
-    place = _place(config)
+    place = place_or_exit(config)
     _record, commands, acks = _known(place, device_id)
     views = history(commands, acks)
     if as_json:
@@ -311,12 +311,12 @@ def _known(
             with CommandStore(place.store) as store:
                 commands = store.commands(device_id)
     except CoordinatorError as exc:
-        _fail(f"error: {exc}", USAGE)
+        fail(f"error: {exc}", USAGE)
     finally:
         if registry is not None:
             registry.close()
     if record is None and not commands and not acks:
-        _fail(
+        fail(
             f"{device_id}: the registry ({place.registry}) has not heard of it and no command "
             f"was sent to it ({place.store})",
             USAGE,
@@ -324,10 +324,10 @@ def _known(
     return record, commands, acks
 
 
-def _open_registry(place: Place) -> Registry:
+def open_registry_or_exit(place: Place) -> Registry:
     registry = _registry(place)
     if registry is None:
-        _fail(
+        fail(
             f"no device registry at {place.registry}: start `orchard-coordinator serve` "
             "(or run) so boards report first",
             USAGE,
@@ -348,16 +348,16 @@ def _registry(place: Place) -> Registry | None:
             retention_s=r.history_retention_h * 3600.0,
         )
     except CoordinatorError as exc:
-        _fail(f"error: {exc}", USAGE)
+        fail(f"error: {exc}", USAGE)
 
 
-def _place(config: Path) -> Place:
+def place_or_exit(config: Path) -> Place:
     try:
         return locate(config)
     except InvalidConfig as exc:
-        _fail(str(exc), CONFIG_ERROR)
+        fail(str(exc), CONFIG_ERROR)
 
 
-def _fail(message: str, code: int) -> NoReturn:
+def fail(message: str, code: int) -> NoReturn:
     typer.secho(message, fg="red", err=True)
     raise typer.Exit(code)

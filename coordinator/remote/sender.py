@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from agent.health.schema import DEFAULT_PREFIX, SchemaError, Topics
-from agent.remote.command import MAX_PATCH, Command, signed_bytes
+from agent.remote.command import MAX_PATCH, Command, SoftwareRef, signed_bytes
 from coordinator.errors import ConfigError
 from coordinator.remote.errors import PatchError, RemoteError
 from coordinator.remote.store import CommandStore, SentCommand
@@ -64,16 +64,18 @@ def build(
     expires_s: float,
     signer: Signer,
     signer_url: str,
+    update: SoftwareRef | None = None,
 ) -> Command:
     """The signed command, validated in its wire form (``RemoteError`` if the board would not
-    decode it)."""
+    decode it). With ``update``: an ``update`` command for that release (no patch)."""
     command = Command(
         device_id=device_id,
         seq=seq,
         issued=now,
         expires=now + expires_s,
-        kind="config",
+        kind="config" if update is None else "update",
         patch=dict(patch),
+        update=update,
         signer_url=signer_url,
     )
     signed = sign_artifact(command, signer, signed_bytes=signed_bytes)
@@ -133,6 +135,28 @@ class ConfigSender:
         sent = self.store.issue(target.device_id, target.fleet, topic, make)
         logger.info("command %s seq %d signed and stored", target.device_id, sent.seq)
         return Issued(sent, carried)
+
+    def issue_update(self, target: Target, ref: SoftwareRef, expires_s: float) -> SentCommand:
+        """Sign and store ``target``'s next command: install release ``ref``."""
+        topic = Topics(target.device_id, target.fleet, self.prefix).command
+
+        def make(seq: int, now: float) -> Command:
+            return build(
+                target.device_id,
+                seq,
+                now,
+                {},
+                expires_s=expires_s,
+                signer=self.signer,
+                signer_url=self.signer_url,
+                update=ref,
+            )
+
+        sent = self.store.issue(target.device_id, target.fleet, topic, make)
+        logger.info(
+            "update %s seq %d to %s signed and stored", target.device_id, sent.seq, ref.version
+        )
+        return sent
 
     def publish(self, sent: SentCommand, publish: Publish) -> SentCommand:
         """Publish a stored command (retained) and record the broker's confirmation."""

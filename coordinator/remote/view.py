@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from agent.remote.command import Command
 from coordinator.health.records import DeviceRecord
 from coordinator.health.registry import AckRecord
 from coordinator.remote.patch import Patch, effective, render
@@ -29,7 +30,14 @@ from coordinator.remote.store import SentCommand
 
 FINAL: Final = ("applied", "rejected", "refused", "rolled_back")
 FAILED: Final = ("rejected", "refused", "rolled_back")
-WAITING: Final = ("pending", "restarting", "not sent")
+WAITING: Final = ("pending", "restarting", "updating", "not sent")
+
+
+def describe(command: Command) -> str:
+    """A command in one line: its patch, or the release an update command installs."""
+    if command.kind == "update" and command.update is not None:
+        return f"software update to {command.update.version}"
+    return render(command.patch)
 
 
 @dataclass(frozen=True)
@@ -222,7 +230,7 @@ def render_show(cfg: DeviceConfig) -> str:
         for v in cfg.pending:
             c = v.sent.command if v.sent else None
             expires = f", expires {when(c.expires)}" if c else ""
-            patch = render(c.patch) if c else "?"
+            patch = describe(c) if c else "?"
             lines.append(f"  seq {v.seq} {v.outcome}{expires}: {patch}")
     else:
         lines.append("pending: none")
@@ -236,7 +244,7 @@ def render_history(device_id: str, views: Sequence[CommandView]) -> str:
     for v in views:
         c = v.sent.command if v.sent else None
         head = f"seq {v.seq}  {when(c.issued if c else None)}  {v.outcome}"
-        lines.append(f"{head}: {render(c.patch) if c else '(patch unknown)'}")
+        lines.append(f"{head}: {describe(c) if c else '(patch unknown)'}")
         for a in v.acks:
             detail = f"config_version {a.config_version}" if a.config_version else ""
             if a.status == "applied":

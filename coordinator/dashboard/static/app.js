@@ -164,7 +164,7 @@ function renderFleet(data, sparks) {
   body.replaceChildren();
   if (data.devices.length === 0) {
     const row = el("tr");
-    row.appendChild(el("td", { colspan: 10, class: "muted" }, "no devices yet"));
+    row.appendChild(el("td", { colspan: 11, class: "muted" }, "no devices yet"));
     body.appendChild(row);
   }
   for (const d of data.devices) {
@@ -179,6 +179,7 @@ function renderFleet(data, sparks) {
     row.appendChild(spark);
     row.appendChild(el("td", {}, d.throttled.length ? d.throttled.join(", ") : NA));
     row.appendChild(el("td", {}, missing(d.memory_pct) ? NA : `${fmt(d.memory_pct, "%", 0)} (${fmt(d.memory_available_mb, " MB", 0)} free)`));
+    row.appendChild(el("td", {}, d.agent_version || NA));
     row.appendChild(el("td", {}, d.model_version || NA));
     row.appendChild(el("td", {}, missing(d.last_round) ? NA : `${d.last_round}${d.last_outcome && d.last_outcome !== "ok" ? ` (${d.last_outcome})` : ""}`));
     row.appendChild(el("td", {}, fmt(d.inference_p95_ms, " ms")));

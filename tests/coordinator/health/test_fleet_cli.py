@@ -54,6 +54,7 @@ def test_table(registry_file: Path, tmp_path: Path) -> None:
         "TEMP",
         "THROTTLED",
         "MEMORY",
+        "AGENT",
         "MODEL",
         "ROUND",
         "P95",
