@@ -193,3 +193,47 @@ def test_a_link_lost_between_the_two_renames_is_restored(make_board: MakeBoard) 
     layout.write_journal(Journal(1, "0.2.0", "migrating", "venv-a", "venv-b", "0.1.0"))
     assert board.updater().recover() is None
     assert _link(board) == "venv-a" and running_version(layout) == "0.1.0"
+
+
+@pytest.mark.parametrize("phase", ["installing", "switched"])
+def test_an_updater_killed_mid_update_leaves_a_complete_environment(
+    make_board: MakeBoard, fleet: tuple[Path, Signer, Signer], phase: str
+) -> None:
+    """SIGKILL while pip installs, or while the new agent is on trial: recovery (what
+    orchard-update-recover.service runs at the next boot) puts the complete old version back."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.waiting import wait_until
+
+    board = make_board("0.1.0")
+    board.stage(21, "0.2.0", fleet[1])
+    layout = board.layout
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.agent.software.killed", str(layout.base),
+         str(board.files.dir.parent), str(board.ca_pem)],
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: (j := layout.read_journal()) is not None and j.phase == phase,
+            120,
+            f"the updater at {phase}",
+            every=0.01,
+        )
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # pip with it: the power cut of this process tree
+        child.wait(30)
+    journal = layout.read_journal()
+    assert journal is not None and journal.phase == phase  # not closed by anyone
+
+    result = board.updater().recover()
+
+    assert result is not None and result.outcome == "rolled_back", result
+    assert _link(board) == "venv-a" and running_version(layout) == "0.1.0"
+    assert not board.files.request.exists()
+    # The old environment is intact: pip finds every requirement of what it installed.
+    subprocess.run(
+        [str(layout.link / "bin" / "python"), "-m", "pip", "check"], check=True, timeout=120
+    )
