@@ -13,44 +13,44 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import cpus, exit_codes
 from agent.config import AgentSettings
-from agent.delivery.fetch import HttpFetcher
-from agent.delivery.service import DeliveryService
 from agent.errors import AgentError, ModelSlotError
-from agent.federation.supernode import SupernodeSupervisor
-from agent.federation.trainer_supervisor import TrainerSupervisor
-from agent.health.reporter import HealthReporter
 from agent.health.schema import Ack, BirthParts, HealthParts, ModelInfo
 from agent.health_sections import birth_facts, health_sections
 from agent.healthz import DISABLED, AgentState, MqttLink
 from agent.labels import LabelService
 from agent.metrics import AgentMetrics
-from agent.remote.auth import CommandAuth
 from agent.remote.live import LiveParts
-from agent.remote.service import RemoteConfig
-from agent.remote.state import RemoteFiles
-from agent.remote.trial import healthz
 from agent.sensors import Sampler, SensorState, build_sensors
 from agent.serve import create_app
 from agent.serve.server import HttpServer
 from agent.slots import ACTIVE_FILE, ModelSlots
-from agent.software.updates import software_updates
 from agent.store import open_store
-from agent.systemd import Notifier
+from agent.systemd import Notifier, inherited_fds
 from agent.types import Sample
+
+if TYPE_CHECKING:  # imported where they are built, after the HTTP server is up (a restart's
+    # downtime is the time to serve again: on a board, every import before it counts)
+    from agent.delivery.service import DeliveryService
+    from agent.federation.supernode import SupernodeSupervisor
+    from agent.federation.trainer_supervisor import TrainerSupervisor
+    from agent.health.reporter import HealthReporter
+    from agent.remote.service import RemoteConfig
 
 logger = logging.getLogger(__name__)
 
 TICK_S = 1.0
+HTTP_FD = "http"  # the listening socket's name in the unit's file descriptor store
 KEEP_REJECTED = 5
 
 
@@ -88,6 +88,8 @@ class AgentRunner:
         cfg = self.config
         if cfg.mqtt.host is None:
             return None
+        from agent.health.reporter import HealthReporter
+
         capabilities = ["predict"] + (["train", "federate"] if cfg.federation.enabled else [])
 
         def birth() -> BirthParts:
@@ -114,6 +116,9 @@ class AgentRunner:
         cfg = self.config
         if self.reporter is None:
             return None
+        from agent.delivery.fetch import HttpFetcher
+        from agent.delivery.service import DeliveryService
+
         check = None
         if cfg.models.trust_ca is not None:
             from agent.delivery.trust import signature_check
@@ -137,6 +142,13 @@ class AgentRunner:
 
     def _remote(self, parts: LiveParts, server: HttpServer, stop: threading.Event) -> RemoteConfig:
         """Signed configuration commands (agent/remote/), and judging a change on trial."""
+        from agent.delivery.fetch import HttpFetcher
+        from agent.remote.auth import CommandAuth
+        from agent.remote.service import RemoteConfig
+        from agent.remote.state import RemoteFiles
+        from agent.remote.trial import healthz
+        from agent.software.updates import software_updates
+
         cfg, reporter = self.config, self.reporter
         files = RemoteFiles(cfg.state_dir)
         fetcher = HttpFetcher(
@@ -239,8 +251,6 @@ class AgentRunner:
             parts = health_sections(metrics, sampler, slots, trainer, supernode, labels)
             return parts if delivery is None else replace(parts, delivery=delivery.section())
 
-        self.reporter = self._reporter(sections, slots)
-        delivery = self._delivery(slots)
         app = create_app(
             slots=slots,
             store=store,
@@ -257,13 +267,20 @@ class AgentRunner:
             ),
         )
         server = HttpServer(app, cfg.http)
-        remote = self.remote = self._remote(LiveParts(sampler, trainer, labels), server, stop)
+        remote: RemoteConfig | None = None
         try:
-            remote.start()
             labels.start()
+            # Predictions first: after a restart (a software update, a remote config change)
+            # the endpoint is back before MQTT, delivery and remote commands are even built.
+            server.start(sock=self._inherited_http())
+            if not server.inherited:  # the next agent (a restart) takes it over from systemd
+                self.notifier.store_fd(server.fileno, HTTP_FD)
+            self.reporter = self._reporter(sections, slots)
+            delivery = self._delivery(slots)
+            remote = self.remote = self._remote(LiveParts(sampler, trainer, labels), server, stop)
+            remote.start()
             if self.reporter and cfg.labels.mqtt_topic:
                 self.reporter.subscribe(cfg.labels.mqtt_topic, labels.on_mqtt)
-            server.start()
             sampler.start()
             if trainer and supernode:
                 trainer.start()
@@ -280,7 +297,8 @@ class AgentRunner:
             self._loop(stop, slots, sampler, server)
         finally:
             self.notifier.notify("STOPPING=1")
-            remote.stop()
+            if remote is not None:
+                remote.stop()
             if supernode:
                 supernode.stop()
             if trainer:
@@ -288,9 +306,9 @@ class AgentRunner:
             if delivery:
                 delivery.stop()
             sampler.stop()
-            server.stop()
-            if self.reporter:
+            if self.reporter:  # before the HTTP server: its last publish is not downtime
                 self.reporter.stop()
+            server.stop()
             labels.close()  # writes the predictions still pending
             store.close()
             self.notifier.close()
@@ -300,6 +318,9 @@ class AgentRunner:
         cfg = self.config
         if not cfg.federation.enabled:
             return None, None
+        from agent.federation.supernode import SupernodeSupervisor
+        from agent.federation.trainer_supervisor import TrainerSupervisor
+
         config_path = Path(cfg.source).resolve()
         trainer = TrainerSupervisor(
             cfg.federation,
@@ -317,6 +338,11 @@ class AgentRunner:
             cpus=self.worker_cpus,
         )
         return trainer, supernode
+
+    @staticmethod
+    def _inherited_http() -> socket.socket | None:
+        fd = inherited_fds().get(HTTP_FD)
+        return None if fd is None else socket.socket(fileno=fd)
 
     def _sensor_changed(self, name: str, state: SensorState, message: str | None) -> None:
         """A sensor failed or came back: an ``event`` over MQTT and in ``/healthz``."""

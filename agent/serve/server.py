@@ -76,6 +76,13 @@ class HttpServer:
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        self.inherited = False  # the listening socket came from systemd's descriptor store
+
+    @property
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise AgentError("the HTTP server is not started")
+        return self._sock.fileno()
 
     @property
     def port(self) -> int:
@@ -93,11 +100,18 @@ class HttpServer:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Bind, start serving in a thread and wait until uvicorn accepts connections."""
+    def start(self, timeout: float = 10.0, *, sock: socket.socket | None = None) -> None:
+        """Bind (or take ``sock``, a listening socket the previous agent left with systemd,
+        when it is bound to ``[http]`` host and port), serve in a thread and wait until uvicorn
+        accepts connections."""
         if not self.settings.loopback and self.settings.token is None:
             logger.warning("serving predictions on %s without a token", self.settings.host)
-        self._sock = _bind(self.settings)
+        if sock is not None and not _bound_as(sock, self.settings):
+            logger.info("the inherited HTTP socket is not [http]'s address: binding anew")
+            sock.close()
+            sock = None
+        self.inherited = sock is not None
+        self._sock = sock if sock is not None else _bind(self.settings)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, name="orchard-http"
         )
@@ -109,7 +123,8 @@ class HttpServer:
                 self.stop()
                 raise AgentError(f"the HTTP server did not start within {timeout:g} s")
             time.sleep(0.005)
-        logger.info("serving predictions on %s", self.url)
+        kept = " (the socket systemd kept across the restart)" if self.inherited else ""
+        logger.info("serving predictions on %s%s", self.url, kept)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._server.should_exit = True
@@ -118,6 +133,20 @@ class HttpServer:
             self._thread = None
         if self._sock is not None:
             self._sock.close()
+
+
+def _bound_as(sock: socket.socket, settings: HttpSettings) -> bool:
+    """Whether ``sock`` is a TCP socket bound to ``settings``' host and port."""
+    try:
+        if sock.type != socket.SOCK_STREAM:
+            return False
+        name = sock.getsockname()
+        wanted = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return False
+    return any(info[4][:2] == name[:2] for info in wanted)
 
 
 def _bind(settings: HttpSettings) -> socket.socket:
