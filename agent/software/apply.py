@@ -29,7 +29,6 @@ confirmed, and reports that.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import shutil
@@ -47,9 +46,10 @@ from agent.software.layout import Journal, VenvLayout
 from agent.software.manifest import (
     MANIFEST_FILE,
     ManifestError,
+    ReleaseRefused,
     SoftwareManifest,
+    check_release,
     check_wheels,
-    signed_bytes,
 )
 
 logger = logging.getLogger(__name__)
@@ -248,12 +248,7 @@ class Updater:
             )
         try:
             manifest = SoftwareManifest.from_json((staged / MANIFEST_FILE).read_bytes())
-            if manifest.signature is None:
-                raise Rejected(
-                    f"release {manifest.version} not signed by the fleet: expected a signed "
-                    "manifest. Received: signature=None"
-                )
-            signer_pem = (staged / SIGNER_FILE).read_bytes()
+            signer_pem = b"" if manifest.signature is None else (staged / SIGNER_FILE).read_bytes()
         except OSError as exc:
             raise Rejected(f"staged release {staged}: {exc.strerror}: {exc.filename}") from None
         if manifest.version != request.version:
@@ -261,37 +256,11 @@ class Updater:
                 f"manifest.version: expected {request.version!r} (the request's). "
                 f"Received: version={manifest.version!r}"
             )
-        have = "{}.{}".format(*sys.version_info[:2])
-        if manifest.python != have:
-            raise Rejected(
-                f"manifest.python: expected this board's Python {have}. "
-                f"Received: python={manifest.python!r}"
-            )
-        self._check_signature(manifest, signer_pem)
-        return manifest
-
-    def _check_signature(self, manifest: SoftwareManifest, signer_pem: bytes) -> None:
-        if self.trust_ca is None:
-            raise Rejected(
-                "software updates need a board provisioned with the fleet CA ([models] trust_ca)"
-            )
-        from orchard_common.errors import SignatureError
-        from orchard_common.signing import verify_artifact
-
         try:
-            verify_artifact(
-                manifest,
-                signer_pem,
-                self.trust_ca.read_bytes(),
-                signed_bytes=signed_bytes,
-                now=dt.datetime.fromtimestamp(self.clock(), dt.UTC),
-            )
-        except SignatureError as exc:
-            raise Rejected(
-                f"release {manifest.version} not signed by the fleet ({exc.reason}): {exc}"
-            ) from None
-        except OSError as exc:
-            raise Rejected(f"[models] trust_ca {self.trust_ca}: {exc.strerror}") from None
+            check_release(manifest, signer_pem, self.trust_ca, self.clock())
+        except ReleaseRefused as exc:
+            raise Rejected(str(exc)) from None
+        return manifest
 
     def _copy_wheels(self, manifest: SoftwareManifest, staged: Path) -> Path:
         dest = self.layout.base / ".wheels"

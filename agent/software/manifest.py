@@ -143,6 +143,53 @@ class SoftwareManifest:
         return manifest
 
 
+class ReleaseRefused(AgentError):
+    """A release this board must not install: why (for a ``rejected`` answer)."""
+
+
+def check_release(
+    manifest: SoftwareManifest, signer_pem: bytes, trust_ca: Path | None, now: float
+) -> None:
+    """For this board's Python, and signed by a code-signing certificate of the fleet CA in
+    ``trust_ca`` valid at ``now``; raise :class:`ReleaseRefused` naming why not."""
+    import datetime as dt
+    import sys
+
+    have = "{}.{}".format(*sys.version_info[:2])
+    if manifest.python != have:
+        raise ReleaseRefused(
+            f"manifest.python: expected this board's Python {have}. Received: "
+            f"python={manifest.python!r} (build the wheelhouse with orchard-provision "
+            f"wheelhouse --python {have})"
+        )
+    if trust_ca is None:
+        raise ReleaseRefused(
+            "software updates need a board provisioned with the fleet CA ([models] trust_ca)"
+        )
+    if manifest.signature is None:
+        raise ReleaseRefused(
+            f"release {manifest.version} not signed by the fleet: expected a signed manifest. "
+            "Received: signature=None"
+        )
+    from orchard_common.errors import SignatureError
+    from orchard_common.signing import verify_artifact
+
+    try:
+        verify_artifact(
+            manifest,
+            signer_pem,
+            trust_ca.read_bytes(),
+            signed_bytes=signed_bytes,
+            now=dt.datetime.fromtimestamp(now, dt.UTC),
+        )
+    except SignatureError as exc:
+        raise ReleaseRefused(
+            f"release {manifest.version} not signed by the fleet ({exc.reason}): {exc}"
+        ) from None
+    except OSError as exc:
+        raise ReleaseRefused(f"[models] trust_ca {trust_ca}: {exc.strerror}") from None
+
+
 def signed_bytes(manifest: SoftwareManifest) -> bytes:
     """What the signature covers: every field but ``signer`` and ``signature``."""
     body = {k: v for k, v in asdict(manifest).items() if k not in ("signer", "signature")}

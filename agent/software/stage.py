@@ -16,11 +16,9 @@ half-way leaves only ``.part`` files, which the next try replaces.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +32,11 @@ from agent.software.manifest import (
     MANIFEST_FILE,
     MAX_MANIFEST_BYTES,
     ManifestError,
+    ReleaseRefused,
     SoftwareManifest,
     SoftwareRef,
+    check_release,
     file_sha256,
-    signed_bytes,
 )
 
 logger = logging.getLogger(__name__)
@@ -128,37 +127,13 @@ class Stager:
                 f"manifest.version: expected {ref.version!r} (the command's). "
                 f"Received: version={manifest.version!r}"
             )
-        have = "{}.{}".format(*sys.version_info[:2])
-        if manifest.python != have:
-            raise StageError(
-                f"manifest.python: expected this board's Python {have}. "
-                f"Received: python={manifest.python!r} (build the wheelhouse with "
-                f"orchard-provision wheelhouse --python {have})"
-            )
         return manifest
 
     def _verify(self, manifest: SoftwareManifest, signer_pem: bytes) -> None:
-        if self.trust_ca is None:
-            raise StageError(
-                "software updates need a board provisioned with the fleet CA ([models] trust_ca)"
-            )
-        from orchard_common.errors import SignatureError
-        from orchard_common.signing import verify_artifact
-
         try:
-            verify_artifact(
-                manifest,
-                signer_pem,
-                self.trust_ca.read_bytes(),
-                signed_bytes=signed_bytes,
-                now=dt.datetime.fromtimestamp(self.clock(), dt.UTC),
-            )
-        except SignatureError as exc:
-            raise StageError(
-                f"release {manifest.version} not signed by the fleet ({exc.reason}): {exc}"
-            ) from None
-        except OSError as exc:
-            raise StageError(f"[models] trust_ca {self.trust_ca}: {exc.strerror}") from None
+            check_release(manifest, signer_pem, self.trust_ca, self.clock())
+        except ReleaseRefused as exc:
+            raise StageError(str(exc)) from None
 
     def _check_space(self, manifest: SoftwareManifest, staging: Path) -> None:
         need_here = manifest.total_bytes + SPACE_MARGIN

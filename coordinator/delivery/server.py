@@ -25,6 +25,8 @@ certificate from the fleet CA before a request reaches this app (docs/tls.md).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 
 from starlette.applications import Starlette
@@ -49,33 +51,28 @@ MEDIA_TYPES: Final = {
 def create_app(catalog: Catalog) -> Starlette:
     """The ASGI app serving ``catalog`` and its signer (every other path is a JSON 404)."""
 
-    def model_file(request: Request) -> Response:
-        # A plain function: Starlette runs it in its thread pool (the catalog hashes files).
+    def serve(request: Request, find: Callable[[str, str], Path], media_type: str) -> Response:
+        # A plain function's work: Starlette runs the routes below in its thread pool (the
+        # catalog hashes files).
         version = request.path_params["version"]
         name = request.path_params["name"]
         try:
-            path = catalog.path(version, name)
+            path = find(version, name)
         except (NotServed, ArtifactError) as exc:
             logger.info("delivery: refused %s: %s", request.url.path, exc)
             return JSONResponse({"error": str(exc)}, status_code=404)
         except DeliveryError as exc:
             logger.warning("delivery: cannot serve %s: %s", request.url.path, exc)
             return JSONResponse({"error": str(exc)}, status_code=503)
-        return FileResponse(path, media_type=MEDIA_TYPES[name])
+        return FileResponse(path, media_type=media_type)
+
+    def model_file(request: Request) -> Response:
+        return serve(request, catalog.path, MEDIA_TYPES.get(request.path_params["name"], ""))
 
     def software_file(request: Request) -> Response:
-        version = request.path_params["version"]
         name = request.path_params["name"]
-        try:
-            path = catalog.software_path(version, name)
-        except (NotServed, ArtifactError) as exc:
-            logger.info("delivery: refused %s: %s", request.url.path, exc)
-            return JSONResponse({"error": str(exc)}, status_code=404)
-        except DeliveryError as exc:
-            logger.warning("delivery: cannot serve %s: %s", request.url.path, exc)
-            return JSONResponse({"error": str(exc)}, status_code=503)
         kind = "application/json" if name == MANIFEST_FILE else "application/octet-stream"
-        return FileResponse(path, media_type=kind)
+        return serve(request, catalog.software_path, kind)
 
     async def signer_pem(request: Request) -> Response:
         signer = catalog.signer

@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, NoReturn
@@ -52,6 +53,7 @@ from orchard_common.signing import Signer
 
 if TYPE_CHECKING:
     from coordinator.config import CoordinatorSettings
+    from coordinator.remote.mqtt import CommandLink
 
 OK, FAILED_EXIT, USAGE, NOT_YET, CONFIG_ERROR = 0, 1, 2, 3, 78
 MAX_EXPIRES_S: Final = 30 * 24 * 3600.0
@@ -194,10 +196,29 @@ def _send(
 ) -> tuple[list[SentCommand], dict[str, str]]:
     """Connect first (nothing is stored when the broker is out of reach), then per device:
     sign, store, publish; a device that fails is named and the others still go."""
-    from coordinator.remote.mqtt import CommandLink  # paho: only when sending
-
     failed: dict[str, str] = {}
     sent: list[SentCommand] = []
+    with connected_sender(place, signer, registry) as (sender, link):
+        for target in targets:
+            try:
+                issued = sender.issue(target, patch, expires_s)
+                done = sender.publish(issued.sent, link.publish)
+            except CoordinatorError as exc:
+                failed[target.device_id] = str(exc)
+                continue
+            sent.append(done)
+            typer.echo(_sent_line(issued))
+    return sent, failed
+
+
+@contextmanager
+def connected_sender(
+    place: Place, signer: Signer, registry: Registry
+) -> Iterator[tuple[ConfigSender, CommandLink]]:
+    """The broker connection (first: nothing is stored when it is out of reach) and a sender
+    over the command store; exits ``FAILED_EXIT`` naming why either cannot open."""
+    from coordinator.remote.mqtt import CommandLink  # paho: only when sending
+
     try:
         link = CommandLink.connect(place.settings.health.mqtt)
     except CoordinatorError as exc:
@@ -208,23 +229,16 @@ def _send(
         except CoordinatorError as exc:
             fail(f"nothing sent: {exc}", FAILED_EXIT)
         with store:
-            sender = ConfigSender(
-                store,
-                signer,
-                signer_url(place.settings.delivery.url),
-                answered=lambda d, s: bool(registry.acks(d, [s])),
-                prefix=place.settings.health.mqtt.topic_prefix,
+            yield (
+                ConfigSender(
+                    store,
+                    signer,
+                    signer_url(place.settings.delivery.url),
+                    answered=lambda d, s: bool(registry.acks(d, [s])),
+                    prefix=place.settings.health.mqtt.topic_prefix,
+                ),
+                link,
             )
-            for target in targets:
-                try:
-                    issued = sender.issue(target, patch, expires_s)
-                    done = sender.publish(issued.sent, link.publish)
-                except CoordinatorError as exc:
-                    failed[target.device_id] = str(exc)
-                    continue
-                sent.append(done)
-                typer.echo(_sent_line(issued))
-    return sent, failed
 
 
 def _sent_line(issued: Issued) -> str:

@@ -119,25 +119,25 @@ class ConfigSender:
                     )
                 ]
             )
-        topic = Topics(target.device_id, target.fleet, self.prefix).command
-
-        def make(seq: int, now: float) -> Command:
-            return build(
-                target.device_id,
-                seq,
-                now,
-                full,
-                expires_s=expires_s,
-                signer=self.signer,
-                signer_url=self.signer_url,
-            )
-
-        sent = self.store.issue(target.device_id, target.fleet, topic, make)
+        sent = self._issue(target, full, expires_s, None)
         logger.info("command %s seq %d signed and stored", target.device_id, sent.seq)
         return Issued(sent, carried)
 
     def issue_update(self, target: Target, ref: SoftwareRef, expires_s: float) -> SentCommand:
         """Sign and store ``target``'s next command: install release ``ref``."""
+        sent = self._issue(target, {}, expires_s, ref)
+        logger.info(
+            "update %s seq %d to %s signed and stored", target.device_id, sent.seq, ref.version
+        )
+        return sent
+
+    def _issue(
+        self,
+        target: Target,
+        patch: Mapping[str, str | None],
+        expires_s: float,
+        update: SoftwareRef | None,
+    ) -> SentCommand:
         topic = Topics(target.device_id, target.fleet, self.prefix).command
 
         def make(seq: int, now: float) -> Command:
@@ -145,18 +145,14 @@ class ConfigSender:
                 target.device_id,
                 seq,
                 now,
-                {},
+                patch,
                 expires_s=expires_s,
                 signer=self.signer,
                 signer_url=self.signer_url,
-                update=ref,
+                update=update,
             )
 
-        sent = self.store.issue(target.device_id, target.fleet, topic, make)
-        logger.info(
-            "update %s seq %d to %s signed and stored", target.device_id, sent.seq, ref.version
-        )
-        return sent
+        return self.store.issue(target.device_id, target.fleet, topic, make)
 
     def publish(self, sent: SentCommand, publish: Publish) -> SentCommand:
         """Publish a stored command (retained) and record the broker's confirmation."""

@@ -24,8 +24,7 @@ from agent.remote.command import SoftwareRef
 from coordinator.errors import ConfigError, CoordinatorError
 from coordinator.health.registry import Registry
 from coordinator.remote import cli as remote_cli
-from coordinator.remote.sender import ConfigSender, Target, signer_url
-from coordinator.remote.store import CommandStore
+from coordinator.remote.sender import Target
 from coordinator.rollout.settings import parse_duration
 from coordinator.software.release import publish, software_dir
 from coordinator.software.rollout import Answer, Report, SoftwareRollout, plan
@@ -105,8 +104,6 @@ def _roll_out(
     batch_s: float,
     abort_after: int,
 ) -> Report:
-    from coordinator.remote.mqtt import CommandLink
-
     def answer(device_id: str, seq: int) -> Answer | None:
         acks = registry.acks(device_id, [seq])
         if not acks:
@@ -114,18 +111,7 @@ def _roll_out(
         last = acks[-1]
         return Answer(last.status, last.errors[0] if last.errors else None)
 
-    try:
-        link = CommandLink.connect(place.settings.health.mqtt)
-    except CoordinatorError as exc:
-        _fail(f"nothing sent: {exc}", FAILED)
-    with link, CommandStore(place.store) as store:
-        sender = ConfigSender(
-            store,
-            signer,
-            signer_url(place.settings.delivery.url),
-            answered=lambda d, s: bool(registry.acks(d, [s])),
-            prefix=place.settings.health.mqtt.topic_prefix,
-        )
+    with remote_cli.connected_sender(place, signer, registry) as (sender, link):
         rollout = SoftwareRollout(
             sender,
             link.publish,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -190,3 +191,34 @@ class Replay:
                 self.errors.append(f"{agent.device_id}: {r.status_code} {r.text[:200]}")
         except httpx.HTTPError as exc:
             self.errors.append(f"{agent.device_id}: {exc}")
+
+
+@contextmanager
+def coordinator_serving(
+    cfg: Path, log: Path, timeout: float = 90
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``orchard-coordinator serve --config cfg`` until the block ends (SIGTERM, then KILL)."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "orchard-coordinator"), "serve", "--config", str(cfg)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: b"serving until" in log.read_bytes() or proc.poll() is not None,
+            timeout=timeout,
+            what="the coordinator serving",
+        )
+        assert proc.poll() is None, log.read_text()[-3000:]
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)

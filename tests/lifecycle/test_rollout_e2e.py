@@ -20,8 +20,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from tests.lifecycle.fleet import (
     Agent,
     Replay,
     agents,
+    coordinator_serving,
     free_port,
     labelled_csv,
     write_round,
@@ -54,34 +53,6 @@ def _config(tmp_path: Path, broker: Broker) -> Path:
         "[rollout]\ntick_s = 0.5\nmin_labels = 20\n"
     )
     return cfg
-
-
-@contextmanager
-def _coordinator(cfg: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "orchard-coordinator"), "serve", "--config", str(cfg)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
-    try:
-        wait_until(
-            lambda: b"serving until" in log.read_bytes() or proc.poll() is not None,
-            timeout=90,
-            what="the coordinator serving",
-        )
-        assert proc.poll() is None, log.read_text()[-3000:]
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
 
 
 def _rollout(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -122,7 +93,7 @@ def test_deliver_promote_roll_back_and_resume_after_a_kill(
     log = tmp_path / "coordinator.log"
     names = ["pi-a", "pi-b", "pi-c"]
 
-    with agents(tmp_path, names, mosquitto.port) as fleet, _coordinator(cfg, log) as coord:
+    with agents(tmp_path, names, mosquitto.port) as fleet, coordinator_serving(cfg, log) as coord:
         # 1. a first model for every board
         done = _rollout(cfg, "deliver", "--run", RUN_ID, "--round", "1")
         assert done.returncode == 0, done.stdout + done.stderr
@@ -169,7 +140,7 @@ def test_deliver_promote_roll_back_and_resume_after_a_kill(
             os.killpg(coord.pid, signal.SIGKILL)
             coord.wait(10)
             assert _stage(cfg) == "canary"  # the store kept it; nobody decided
-        with Replay(readings, fleet), _coordinator(cfg, log):
+        with Replay(readings, fleet), coordinator_serving(cfg, log):
             wait_until(lambda: _stage(cfg) == "promoted", timeout=180, what="resumed, promoted")
             assert _status(cfg)["rollout"]["id"] == rollout_id
             wait_until(lambda: set(_serving(fleet).values()) == {v4}, timeout=90, what="v4 all")

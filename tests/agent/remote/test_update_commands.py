@@ -4,7 +4,6 @@ another process; its outcome file (agent/software/files.py) is written here as i
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -24,14 +23,10 @@ from agent.remote.state import RemoteFiles
 from agent.software.files import UpdateFiles, UpdateResult
 from agent.software.stage import Stager
 from agent.software.updates import SoftwareUpdates
-from coordinator.dashboard.server import DashboardServer
-from coordinator.delivery.catalog import Catalog
-from coordinator.delivery.server import create_app
-from coordinator.software.release import Release, publish, software_dir
+from coordinator.software.release import Release
 from orchard_common.signing import sign_artifact
 from tests.agent.remote.helpers import Fleet, fleet
-from tests.agent.software.helpers import PY, wheelhouse
-from tests.brokers import free_port
+from tests.agent.software.helpers import served_release
 from tests.waiting import wait_until
 
 DEVICE = "pi-1"
@@ -45,21 +40,8 @@ def signers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 @pytest.fixture
 def release(tmp_path: Path, signers: Fleet) -> Iterator[Release]:
-    state = tmp_path / "coord"
-    (state / "runs").mkdir(parents=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    house = wheelhouse(tmp_path / "wheelhouse", "0.2.0")
-    (house / "wheelhouse.json").write_text(json.dumps({"target": {"python": PY}}))
-    published = publish(house, software_dir(state), signers.signer, url)
-    server = DashboardServer(
-        create_app(Catalog(state / "runs", url, signers.signer)), "127.0.0.1", port, name="d"
-    )
-    server.start()
-    try:
+    with served_release(tmp_path, signers.signer, "0.2.0") as (published, _state):
         yield published
-    finally:
-        server.stop()
 
 
 @dataclass

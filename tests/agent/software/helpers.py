@@ -8,10 +8,14 @@ systemd and the agent's health are stand-ins (:class:`Services`), at the updater
 
 from __future__ import annotations
 
+import json
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.errors import AgentError
 from agent.software.apply import SIGNER_FILE, Budget, Updater
@@ -25,6 +29,9 @@ from agent.software.manifest import (
     signed_bytes,
 )
 from orchard_common.signing import Signer, sign_artifact
+
+if TYPE_CHECKING:
+    from coordinator.software.release import Release
 
 PY = "{}.{}".format(*sys.version_info[:2])
 
@@ -81,6 +88,33 @@ def wheelhouse(directory: Path, version: str, *, broken: bool = False) -> Path:
     agent_wheel(directory, version, broken=broken)
     dep_wheel(directory)
     return directory
+
+
+@contextmanager
+def served_release(tmp_path: Path, signer: Signer, version: str) -> Iterator[tuple[Release, Path]]:
+    """``version`` published by the coordinator (coordinator/software/release.py) under
+    ``<tmp>/coord/software`` and served by the real artifact server on 127.0.0.1."""
+    from coordinator.dashboard.server import DashboardServer
+    from coordinator.delivery.catalog import Catalog
+    from coordinator.delivery.server import create_app
+    from coordinator.software.release import publish, software_dir
+    from tests.brokers import free_port
+
+    state = tmp_path / "coord"
+    (state / "runs").mkdir(parents=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    house = wheelhouse(tmp_path / "wheelhouse", version)
+    (house / "wheelhouse.json").write_text(json.dumps({"target": {"python": PY}}))
+    release = publish(house, software_dir(state), signer, url)
+    server = DashboardServer(
+        create_app(Catalog(state / "runs", url, signer)), "127.0.0.1", port, name="delivery"
+    )
+    server.start()
+    try:
+        yield release, state
+    finally:
+        server.stop()
 
 
 def signed_manifest(wheels: Path, version: str, signer: Signer | None) -> SoftwareManifest:

@@ -3,7 +3,6 @@ artifact server over HTTP on 127.0.0.1, staged by the agent's Stager with the re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,13 +14,9 @@ from agent.remote.command import SoftwareRef
 from agent.software.files import UpdateFiles
 from agent.software.manifest import SoftwareManifest
 from agent.software.stage import StageError, Stager
-from coordinator.dashboard.server import DashboardServer
-from coordinator.delivery.catalog import Catalog
-from coordinator.delivery.server import create_app
-from coordinator.software.release import Release, publish, software_dir
+from coordinator.software.release import Release, software_dir
 from orchard_common.signing import Signer
-from tests.agent.software.helpers import PY, wheelhouse
-from tests.brokers import free_port
+from tests.agent.software.helpers import served_release, wheelhouse
 
 
 class CountingFetcher(HttpFetcher):
@@ -37,21 +32,8 @@ class CountingFetcher(HttpFetcher):
 @pytest.fixture
 def served(tmp_path: Path, fleet: tuple[Path, Signer, Signer]) -> Iterator[tuple[Release, Path]]:
     """Release 0.2.0 published under <state>/software and served by the artifact server."""
-    state = tmp_path / "coord"
-    (state / "runs").mkdir(parents=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    house = wheelhouse(tmp_path / "wheelhouse", "0.2.0")
-    (house / "wheelhouse.json").write_text(json.dumps({"target": {"python": PY}}))
-    release = publish(house, software_dir(state), fleet[1], url)
-    server = DashboardServer(
-        create_app(Catalog(state / "runs", url, fleet[1])), "127.0.0.1", port, name="delivery"
-    )
-    server.start()
-    try:
-        yield release, state
-    finally:
-        server.stop()
+    with served_release(tmp_path, fleet[1], "0.2.0") as served:
+        yield served
 
 
 def _stager(tmp_path: Path, ca: Path | None, fetcher: HttpFetcher, **kw: object) -> Stager:
