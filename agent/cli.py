@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     runner = AgentRunner(cfg)
+    # A software update's switch: hand over to the release the venv link names now.
+    signal.signal(signal.SIGUSR2, lambda signum, frame: runner.request_handover())
     try:
         runner.run(stop)
     except AgentError as exc:

@@ -12,6 +12,7 @@ it to ``rejected/`` and keeps serving the old model.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
 import sys
@@ -22,13 +23,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import cpus, exit_codes
+from agent import cpus, exit_codes, handover
 from agent.config import AgentSettings
 from agent.errors import AgentError, ModelSlotError
 from agent.health.schema import Ack, BirthParts, HealthParts, ModelInfo
 from agent.health_sections import birth_facts, health_sections
 from agent.healthz import DISABLED, AgentState, MqttLink
 from agent.labels import LabelService
+from agent.labels.service import open_log
 from agent.metrics import AgentMetrics
 from agent.remote.live import LiveParts
 from agent.sensors import Sampler, SensorState, build_sensors
@@ -50,6 +52,8 @@ if TYPE_CHECKING:  # imported where they are built, after the HTTP server is up 
 logger = logging.getLogger(__name__)
 
 TICK_S = 1.0
+HANDOVER_TICK_S = 0.05  # how often a handover is looked at while the next agent starts
+HANDOVER_ID_GAP = 1_000_000  # prediction ids left to the predecessor while both serve
 HTTP_FD = "http"  # the listening socket's name in the unit's file descriptor store
 KEEP_REJECTED = 5
 
@@ -73,6 +77,9 @@ class AgentRunner:
         self.rejected = config.models.dir / "rejected"
         self.exit_code = exit_codes.OK  # RESTART: a remote config change asked for a restart
         self.remote: RemoteConfig | None = None
+        self._handover_requested = threading.Event()
+        self._successor: handover.Successor | None = None
+        self.handed_over = False  # a successor serves: this agent stopped for it
 
     def _event(self, kind: str, data: dict[str, Any]) -> None:
         logger.info("event %s %s", kind, data)
@@ -207,10 +214,13 @@ class AgentRunner:
         self.inbox.mkdir(parents=True, exist_ok=True)
         store = open_store(cfg.store)
         metrics = AgentMetrics(store=store.stats)
+        successor = handover.is_successor()
 
         labels = LabelService(  # the prediction log beside store.db; POST /api/labels
             cfg.labels,
             store,
+            # A successor shares the log with the agent it takes over from for a moment.
+            log=open_log(cfg.labels, store, skip_ids=HANDOVER_ID_GAP if successor else 0),
             model=lambda: None if (p := slots.current()) is None else p.manifest,
             on_event=self._event,
         )
@@ -275,6 +285,10 @@ class AgentRunner:
             server.start(sock=self._inherited_http())
             if not server.inherited:  # the next agent (a restart) takes it over from systemd
                 self.notifier.store_fd(server.fileno, HTTP_FD)
+            if successor:  # the previous agent stops now; then MQTT and the rest
+                handover.warm_up(server.url.replace("0.0.0.0", "127.0.0.1"))
+                handover.announce_serving()
+                handover.wait_predecessor_gone()
             self.reporter = self._reporter(sections, slots)
             delivery = self._delivery(slots)
             remote = self.remote = self._remote(LiveParts(sampler, trainer, labels), server, stop)
@@ -342,7 +356,39 @@ class AgentRunner:
     @staticmethod
     def _inherited_http() -> socket.socket | None:
         fd = inherited_fds().get(HTTP_FD)
+        passed = handover.inherited_socket()  # from the previous agent itself (a handover)
+        if passed is not None:
+            if fd is not None:
+                os.close(fd)
+            return passed
         return None if fd is None else socket.socket(fileno=fd)
+
+    def request_handover(self) -> None:
+        """From the SIGUSR2 handler: start a successor (agent/handover.py) at the next tick."""
+        self._handover_requested.set()
+
+    def _handover_tick(self, stop: threading.Event, http: HttpServer) -> None:
+        if self._handover_requested.is_set() and self._successor is None:
+            self._handover_requested.clear()
+            logger.info("handover: starting the next agent (%s)", handover.argv()[0])
+            self._successor = handover.Successor(handover.argv(), http.fileno)
+        successor = self._successor
+        if successor is None:
+            return
+        state = successor.poll()
+        if state == "serving":
+            self.notifier.notify(f"MAINPID={successor.pid}")
+            logger.info("handover: agent %d serves; this one stops", successor.pid)
+            self.handed_over = True
+            stop.set()
+        elif state == "failed":
+            logger.warning("handover failed, this agent goes on: %s", successor.reason)
+            self._event("handover_failed", {"reason": successor.reason or ""})
+            self._successor = None
+            try:  # for the updater, which waits for a new main process that will not come
+                (self.config.state_dir / handover.FAILED_FILE).write_text(successor.reason or "")
+            except OSError as exc:
+                logger.warning("cannot record the failed handover: %s", exc)
 
     def _sensor_changed(self, name: str, state: SensorState, message: str | None) -> None:
         """A sensor failed or came back: an ``event`` over MQTT and in ``/healthz``."""
@@ -365,7 +411,10 @@ class AgentRunner:
     ) -> None:
         watchdog_every = (self.notifier.watchdog_s or 0) / 2 or None
         last_ping = 0.0
-        while not stop.wait(TICK_S):
+        while not stop.wait(HANDOVER_TICK_S if self._successor else TICK_S):
+            self._handover_tick(stop, http)
+            if stop.is_set():
+                break
             self.install_from_inbox(slots)
             if not http.alive:
                 raise AgentError("the HTTP server thread died")

@@ -34,7 +34,8 @@ class Notifier:
         usec = os.environ.get("WATCHDOG_USEC")
         pid = os.environ.get("WATCHDOG_PID")
         watchdog = int(usec) if usec and usec.isdigit() else None
-        if pid and pid.isdigit() and int(pid) != os.getpid():
+        successor = "ORCHARD_HANDOVER_PARENT" in os.environ  # agent/handover.py: it will be main
+        if pid and pid.isdigit() and int(pid) != os.getpid() and not successor:
             watchdog = None  # the watchdog is meant for another process
         return cls(os.environ.get("NOTIFY_SOCKET"), watchdog)
 

@@ -69,6 +69,7 @@ class PredictionLog:
         clock: Callable[[], float] = time.time,
         flush_s: float = 0.5,
         retention_s: float = 60.0,
+        skip_ids: int = 0,
     ) -> None:
         self.path = MEMORY if path is None else Path(path)
         self.max_predictions = max_predictions
@@ -95,7 +96,7 @@ class PredictionLog:
             )
             try:
                 self._configure(path is not None)
-                self._log_id, self._next = logdb.create(self._conn)
+                self._log_id, self._next = logdb.create(self._conn, skip_ids)
             except BaseException:
                 self._conn.close()
                 raise

@@ -116,8 +116,9 @@ class Summary:
     since: float | None
 
 
-def create(conn: sqlite3.Connection) -> tuple[str, int]:
-    """Create the tables if missing; return (log_id, next_seq)."""
+def create(conn: sqlite3.Connection, skip: int = 0) -> tuple[str, int]:
+    """Create the tables if missing; return (log_id, next_seq). ``skip`` leaves that many ids
+    to another writer that may still be giving them out (the agent this one takes over from)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         for sql in SCHEMA:
@@ -129,7 +130,7 @@ def create(conn: sqlite3.Connection) -> tuple[str, int]:
             )
         log_id = meta.get("log_id") or secrets.token_hex(4)
         top = conn.execute("SELECT MAX(seq) FROM predictions").fetchone()[0]
-        next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1)
+        next_seq = max(int(meta.get("next_seq", 1)), (top or 0) + 1) + skip
         conn.executemany(
             "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
             [("schema", str(SCHEMA_VERSION)), ("log_id", log_id), ("next_seq", str(next_seq))],

@@ -81,11 +81,14 @@ class Labelled:
         return {"prediction_ids": list(self.prediction_ids), "sample_ts": self.sample_ts}
 
 
-def open_log(settings: LabelSettings, store: Store | None) -> PredictionLog:
+def open_log(settings: LabelSettings, store: Store | None, *, skip_ids: int = 0) -> PredictionLog:
     """The prediction log beside ``store``: ``settings.path``, or memory with a memory store."""
     path = None if store is None or isinstance(store, MemoryStore) else settings.path
     return PredictionLog(
-        path, max_predictions=settings.max_predictions, max_age_s=settings.max_age_s
+        path,
+        max_predictions=settings.max_predictions,
+        max_age_s=settings.max_age_s,
+        skip_ids=skip_ids,
     )
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import tomllib
-import urllib.error
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +22,6 @@ from agent.remote.state import RemoteFiles
 logger = logging.getLogger(__name__)
 
 DEFAULT_STATE_DIR = "/var/lib/orchard"  # agent.config's; read here without validating the file
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the agent's own port
 
 
 class Trial:
@@ -79,11 +76,17 @@ def healthz(
 ) -> str | None:
     """``None`` when ``GET {url}/healthz`` answers 200 (and ``ready`` when a model is
     installed), else why not."""
+    # urllib here, not at import: this module runs before the agent serves (every start), and
+    # on a board each import before serving is downtime of a restart.
+    import urllib.error
+    import urllib.request
+
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the agent's own port
     request = urllib.request.Request(f"{url}/healthz")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with _DIRECT.open(request, timeout=timeout) as resp:
+        with direct.open(request, timeout=timeout) as resp:
             body = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return f"GET /healthz answered {exc.code}"

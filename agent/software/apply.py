@@ -72,6 +72,10 @@ class ServiceManager(Protocol):
     def restart(self, unit: str, timeout_s: float) -> None:
         """Restart ``unit`` and return once it is started; raise :class:`AgentError` if not."""
 
+    def handover(self, unit: str, timeout_s: float) -> None:
+        """Have ``unit``'s agent hand over to a new one (agent/handover.py) and return once the
+        new one is the main process; raise :class:`AgentError` (the old one still serves)."""
+
     def stop(self, unit: str, timeout_s: float) -> None: ...
 
 
@@ -115,6 +119,7 @@ class Updater:
         self.python: str = python or str(getattr(sys, "_base_executable", sys.executable))
         self.budget = budget
         self.clock = clock
+        self._new_serves = False  # the new release's agent took over during this update
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -236,8 +241,8 @@ class Updater:
             self.clock(),
             timings,
         )
-        self._finish(result)  # before the restart: the old agent acks it when it starts
-        self._restart_quietly()
+        self._finish(result)  # before the switch back: the old agent acks it when it runs
+        self._back_to_old()
         return result
 
     def _verified(self, request: UpdateRequest) -> SoftwareManifest:
@@ -325,11 +330,13 @@ class Updater:
         return done.stdout
 
     def _start_and_judge(self, target: Path) -> str | None:
+        self._new_serves = False
         try:
             self.services.stop(TRAINER_UNIT, 60.0)
-            self.services.restart(AGENT_UNIT, self.budget.restart_timeout_s)
+            self.services.handover(AGENT_UNIT, self.budget.restart_timeout_s)
         except AgentError as exc:
             return f"the new agent did not start: {exc}"
+        self._new_serves = True
         why = self.probe(self.budget.healthy_within_s)
         if why is not None:
             return f"the new agent is not healthy: {why}"
@@ -345,6 +352,18 @@ class Updater:
         self.files.request.unlink(missing_ok=True)
         if result.outcome != "rejected":
             shutil.rmtree(self.layout.base / ".wheels", ignore_errors=True)
+
+    def _back_to_old(self) -> None:
+        """The link names the old environment again. If the new agent took over, hand back to
+        the old one (or restart when that fails); if it never did, the old one still serves."""
+        if not self._new_serves:
+            return
+        try:
+            self.services.stop(TRAINER_UNIT, 60.0)
+            self.services.handover(AGENT_UNIT, self.budget.restart_timeout_s)
+        except AgentError as exc:
+            logger.warning("handing back to the old version failed (%s): restarting", exc)
+            self._restart_quietly()
 
     def _restart_quietly(self) -> None:
         try:

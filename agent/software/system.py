@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pwd
 import subprocess
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from agent.config import AgentSettings
 from agent.errors import AgentError
+from agent.handover import FAILED_FILE as HANDOVER_FAILED
 from agent.slots import VERIFY_MEMORY_MB
 from agent.software.apply import Budget, GoldenCheck, HealthProbe, Updater
 from agent.software.files import UpdateFiles
@@ -25,10 +27,58 @@ logger = logging.getLogger(__name__)
 
 STAMP = ".installed"  # the first-boot installer's record of what it installed (requirement first)
 DEFAULT_REQUIREMENT = "orchard-fl[agent]"
-_POLL_S = 0.5
+_POLL_S = 0.25
+_PROBE_S = 0.5
 
 
 class Systemctl:
+    def __init__(self, handover_failed: Path | None = None) -> None:
+        self.handover_failed = handover_failed  # the agent writes why a handover failed here
+
+    def handover(self, unit: str, timeout_s: float) -> None:
+        """``SIGUSR2`` to the agent (agent/handover.py), then until systemd names another main
+        process; a stopped agent is started instead."""
+        before = self._main_pid(unit)
+        if before == 0:
+            self.restart(unit, timeout_s)
+            return
+        if self.handover_failed is not None:
+            self.handover_failed.unlink(missing_ok=True)
+        self._run(["systemctl", "kill", "--kill-who=main", "--signal=SIGUSR2", unit], 60.0)
+        # Cheap looks while the new agent starts (no process per look: on a small board that
+        # CPU is the serving agent's): the old agent exits once the new one serves.
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(before):
+            if self.handover_failed is not None and self.handover_failed.exists():
+                why = self.handover_failed.read_text(errors="replace").strip()
+                self.handover_failed.unlink(missing_ok=True)
+                last = self._last_log(unit)
+                raise AgentError(f"{why}: {last}" if last else why)
+            time.sleep(_POLL_S)  # polling a process's exit, bounded by the deadline
+        while time.monotonic() < deadline:
+            pid, state = self._main_pid(unit), self._show(unit, "ActiveState")
+            if pid not in (0, before) and state == "active":
+                logger.info("%s: agent %d took over from %d", unit, pid, before)
+                return
+            if state == "failed":
+                raise AgentError(self._why_failed(unit) or f"{unit} failed")
+            time.sleep(_POLL_S)  # polling systemd, bounded by the deadline
+        raise AgentError(f"no new agent took over {unit} within {timeout_s:g} s")
+
+    def _main_pid(self, unit: str) -> int:
+        value = self._show(unit, "MainPID")
+        return int(value) if value.isdigit() else 0
+
+    @staticmethod
+    def _show(unit: str, prop: str) -> str:
+        try:
+            return subprocess.run(
+                ["systemctl", "show", "-p", prop, "--value", unit],
+                capture_output=True, text=True, timeout=30,
+            ).stdout.strip()  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
     def restart(self, unit: str, timeout_s: float) -> None:
         # Starts the update causes must not count against StartLimitBurst: a broken release's
         # failed start followed by the switch back would otherwise leave the unit refusing.
@@ -36,7 +86,29 @@ class Systemctl:
             self._run(["systemctl", "reset-failed", unit], 60.0)
         except AgentError as exc:
             logger.debug("reset-failed %s: %s", unit, exc)
-        self._run(["systemctl", "restart", unit], timeout_s)
+        try:
+            self._run(["systemctl", "restart", unit], timeout_s)
+        except AgentError as exc:
+            raise AgentError(self._why_failed(unit) or str(exc)) from None
+
+    def _why_failed(self, unit: str) -> str | None:
+        """``exit status 1: <the unit's last log line>``, shorter than systemctl's advice."""
+        return f"exit status {self._show(unit, 'ExecMainStatus') or '?'}: {self._last_log(unit)}"
+
+    @staticmethod
+    def _last_log(unit: str) -> str:
+        """The agent's own last line (its error): not systemd's lines about the unit, nor the
+        running agent's note on the failed handover."""
+        try:
+            log = subprocess.run(
+                ["journalctl", "-u", unit, "-n", "15", "-o", "cat", "--no-pager"],
+                capture_output=True, text=True, timeout=30,
+            ).stdout.strip().splitlines()  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return "no log"
+        skip = (unit, "Orchard agent", "handover")
+        lines = [line for line in log if not any(s in line for s in skip)]
+        return lines[-1][-160:] if lines else "no log"
 
     def stop(self, unit: str, timeout_s: float) -> None:
         self._run(["systemctl", "stop", unit], timeout_s)
@@ -51,6 +123,16 @@ class Systemctl:
             raise AgentError(f"`{' '.join(cmd)}`: {exc.strerror}") from None
         if done.returncode != 0:
             raise AgentError(f"`{' '.join(cmd)}` failed: {done.stderr.strip()[-300:]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def healthz_probe(url: str, *, stable_s: float = 5.0) -> HealthProbe:
@@ -76,7 +158,7 @@ def healthz_probe(url: str, *, stable_s: float = 5.0) -> HealthProbe:
                     return None
             else:
                 ready_since = None
-            time.sleep(_POLL_S)  # polling a remote endpoint, bounded by the deadline
+            time.sleep(_PROBE_S)  # polling a remote endpoint, bounded by the deadline
         return f"{last} (within {within_s:g} s)"
 
     return probe
@@ -136,7 +218,7 @@ def updater_for(settings: AgentSettings, *, base: Path = BASE, user: str = "orch
         UpdateFiles(settings.state_dir),
         trust_ca=settings.models.trust_ca,
         requirement=requirement(settings.state_dir),
-        services=Systemctl(),
+        services=Systemctl(settings.state_dir / HANDOVER_FAILED),
         probe=healthz_probe(url),
         golden=golden_check(settings),
         owner=owner,

@@ -3,7 +3,9 @@ store: real agent processes, the socket passed as systemd passes it ($LISTEN_FDS
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,7 +86,10 @@ def test_a_request_sent_between_two_agents_waits_for_the_second(tmp_path: Path) 
     state = tmp_path / "state"
     inbox = state / "models" / "inbox"
     inbox.mkdir(parents=True)
-    export(inbox, "mlp", "classify", "float32", "7").rename(inbox / "m")
+    shutil.copytree(
+        export(inbox.parent / "bundles", "mlp", "classify", "float32", "7"), inbox / ".m"
+    )
+    (inbox / ".m").rename(inbox / "m")
     (tmp_path / "agent.toml").write_text(
         f'device_id = "h-1"\nstate_dir = "{state}"\n'
         '[sensors.room]\ndriver = "synthetic"\ninterval_s = 5\n'
@@ -123,3 +128,149 @@ def test_a_request_sent_between_two_agents_waits_for_the_second(tmp_path: Path) 
         if first.poll() is None:
             first.kill()
         sock.close()
+
+
+class Systemd:
+    """The agent's ``$NOTIFY_SOCKET``: what it tells systemd (READY, MAINPID, FDSTORE)."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.path = path
+        self.messages: list[str] = []
+
+    def received(self) -> list[str]:
+        while True:
+            try:
+                data, _, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(64))
+            except TimeoutError:
+                return self.messages
+            self.messages.append(data.decode())
+
+
+def _config(tmp_path: Path, port: int) -> Path:
+    state = tmp_path / "state"
+    inbox = state / "models" / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(
+        export(inbox.parent / "bundles", "mlp", "classify", "float32", "7"), inbox / ".m"
+    )
+    (inbox / ".m").rename(inbox / "m")
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'device_id = "h-1"\nstate_dir = "{state}"\n'
+        '[sensors.room]\ndriver = "synthetic"\ninterval_s = 5\n'
+        f'[http]\nhost = "127.0.0.1"\nport = {port}\n'
+    )
+    return config
+
+
+class Predictions:
+    """Predictions back to back from another thread: answers' times and failures."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.answers, self.failed = url, [0.0], 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        with httpx.Client(timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    ok = client.post(self.url, json={"readings": READINGS}).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    self.answers.append(time.monotonic())
+                else:
+                    self.failed += 1
+                self.stop.wait(0.02)
+
+    def close(self) -> float:
+        self.stop.set()
+        self.thread.join(30)
+        return max(b - a for a, b in zip(self.answers[1:], self.answers[2:], strict=False))
+
+
+@pytest.mark.slow
+def test_sigusr2_hands_over_to_a_new_agent_without_a_failed_request(tmp_path: Path) -> None:
+    from tests.brokers import free_port
+
+    port = free_port()
+    config = _config(tmp_path, port)
+    systemd = Systemd(tmp_path / "notify.sock")
+    log = tmp_path / "agent.log"
+    env = {**os.environ, "NOTIFY_SOCKET": str(systemd.path)}
+    first = subprocess.Popen(
+        [str(BIN / "orchard-agent"), "run", "-c", str(config)],
+        env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/api/predict"
+    try:
+        wait_until(lambda: any("READY=1" in m for m in systemd.received()), 60, "READY")
+        wait_until(lambda: _answers(url), 60, "predictions from the first agent")
+        load = Predictions(url)
+        first.send_signal(signal.SIGUSR2)
+        assert first.wait(60) == 0, log.read_text()[-3000:]
+        mainpid = [m for m in systemd.received() if m.startswith("MAINPID=")]
+        assert len(mainpid) == 1, systemd.messages
+        second = int(mainpid[0].split("=")[1])
+        wait_until(
+            lambda: log.read_text().count("agent h-1 serving") >= 2, 60, "the second agent ready"
+        )
+        os.kill(second, 0)  # it runs
+        assert _answers(url)
+        unanswered = load.close()
+        assert load.failed == 0
+        assert unanswered < 5.0, unanswered  # x86: well under a second; a bound, not the figure
+        assert "handover: agent" in log.read_text()
+        # Both agents logged predictions for a moment: the successor's ids start further on.
+        assert "prediction log: write failed" not in log.read_text()
+    finally:
+        first.kill() if first.poll() is None else None
+        for m in systemd.received():
+            if m.startswith("MAINPID="):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(m.split("=")[1]), signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_a_successor_that_cannot_start_leaves_the_agent_serving(tmp_path: Path) -> None:
+    from tests.brokers import free_port
+
+    port = free_port()
+    config = _config(tmp_path, port)
+    systemd = Systemd(tmp_path / "notify.sock")
+    log = tmp_path / "agent.log"
+    env = {**os.environ, "NOTIFY_SOCKET": str(systemd.path)}
+    agent = subprocess.Popen(
+        [str(BIN / "orchard-agent"), "run", "-c", str(config)],
+        env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/api/predict"
+    try:
+        wait_until(lambda: _answers(url), 60, "predictions")
+        good = config.read_text()
+        config.write_text(good + "[http]\n")  # the next agent refuses this file (exit 78)
+        load = Predictions(url)
+        agent.send_signal(signal.SIGUSR2)
+        failed = tmp_path / "state" / "handover-failed"
+        wait_until(failed.exists, 60, "the failed handover recorded")
+        assert "status 78" in failed.read_text()
+        assert agent.poll() is None and _answers(url)
+        assert load.close() < 5.0 and load.failed == 0
+        assert not any(m.startswith("MAINPID=") for m in systemd.received())
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.post(url, json={"readings": READINGS}, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -21,6 +21,9 @@ class Services:
     def restart(self, unit: str, timeout_s: float) -> None:
         pass
 
+    def handover(self, unit: str, timeout_s: float) -> None:
+        pass
+
     def stop(self, unit: str, timeout_s: float) -> None:
         pass
 
