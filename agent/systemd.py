@@ -18,6 +18,8 @@ import socket
 
 logger = logging.getLogger(__name__)
 
+SEND_TIMEOUT_S = 1.0
+
 
 class Notifier:
     """Sends datagrams to ``$NOTIFY_SOCKET`` (abstract sockets start with ``@``)."""
@@ -48,9 +50,7 @@ class Notifier:
         if self._address is None:
             return False
         try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto(message.encode(), self._address)
+            self._socket().sendto(message.encode(), self._address)
         except OSError as exc:
             logger.warning("sd_notify %r failed: %s", message, exc)
             return False
@@ -62,9 +62,7 @@ class Notifier:
             return False
         message = f"FDSTORE=1\nFDNAME={name}".encode()
         try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendmsg(
+            self._socket().sendmsg(
                 [message],
                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())],
                 0,
@@ -74,6 +72,14 @@ class Notifier:
             logger.warning("sd_notify FDSTORE %s failed: %s", name, exc)
             return False
         return True
+
+    def _socket(self) -> socket.socket:
+        """Bounded sends: a notify socket whose reader stalls (its queue holds 10 datagrams)
+        must not stop the agent; a message not taken within a second is logged and dropped."""
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.settimeout(SEND_TIMEOUT_S)
+        return self._sock
 
     def close(self) -> None:
         if self._sock is not None:

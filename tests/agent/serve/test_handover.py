@@ -64,7 +64,7 @@ def _agent(tmp_path: Path, sock: socket.socket, log: Path) -> subprocess.Popen[b
     """``orchard-agent run`` given ``sock`` as systemd gives a stored descriptor."""
     fd = sock.fileno()
     as_systemd = (  # fd 3, and LISTEN_PID naming the process that runs the agent (exec keeps it)
-        "import os, sys; os.dup2(int(sys.argv[1]), 3); os.close(int(sys.argv[1])); "
+        "import os, sys; fd = int(sys.argv[1]); os.dup2(fd, 3); fd != 3 and os.close(fd); "
         "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', LISTEN_FDNAMES='http'); "
         "os.execv(sys.argv[2], sys.argv[2:])"
     )
