@@ -175,6 +175,7 @@ def make_board(
         extra: tuple[str, ...] = (),
         toml: str = BOARD_TOML,
         card_gib: int | None = None,
+        wheelhouse: Path | None = None,
     ) -> ProvisionedBoard:
         workdir = tmp_path / device_id
         workdir.mkdir()
@@ -186,7 +187,7 @@ def make_board(
             base_image.path,
             out,
             device_id=device_id,
-            wheelhouse=board_wheelhouse if package == "orchard-fl[agent]" else None,
+            wheelhouse=wheelhouse or (board_wheelhouse if package == "orchard-fl[agent]" else None),
             config=config,
             package=package,
             log=workdir / "provision.log",
