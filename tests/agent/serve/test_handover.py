@@ -18,7 +18,6 @@ import pytest
 
 from agent.serve.server import HttpServer
 from agent.serve.settings import HttpSettings
-from agent.systemd import inherited_fds
 from tests.agent.serve.bundles import export
 from tests.waiting import wait_until
 
@@ -29,16 +28,27 @@ READINGS = {"temp_c": 22.4, "humidity_pct": 46, "pressure_hpa": 1015, "light_lux
 
 
 def test_inherited_fds_are_taken_out_of_the_environment() -> None:
-    env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1", "LISTEN_FDNAMES": "http"}
+    """In a child process: fd 3 is systemd's first passed descriptor (in this process it may be
+    pytest-xdist's channel)."""
+    probe = (
+        "import json, os; from agent.systemd import inherited_fds; "
+        "mine = {'LISTEN_PID': str(os.getpid()), 'LISTEN_FDS': '1', 'LISTEN_FDNAMES': 'http'}; "
+        "other = {'LISTEN_PID': '1', 'LISTEN_FDS': '1', 'LISTEN_FDNAMES': 'http'}; "
+        "print(json.dumps([inherited_fds(mine), mine, inherited_fds(other), other]))"
+    )
     r, w = os.pipe()
-    os.dup2(r, 3) if r != 3 else None
+    wrapper = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.execv(sys.argv[2], sys.argv[2:])"
     try:
-        assert inherited_fds(env) == {"http": 3} and env == {}
-        other = {"LISTEN_PID": "1", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "http"}
-        assert inherited_fds(other) == {} and other == {}  # meant for another process
+        done = subprocess.run(
+            [sys.executable, "-c", wrapper, str(r), sys.executable, "-c", probe],
+            pass_fds=(r,), capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
     finally:
-        os.close(w)
         os.close(r)
+        os.close(w)
+    import json
+
+    assert json.loads(done.stdout) == [{"http": 3}, {}, {}, {}]
 
 
 def test_a_socket_bound_elsewhere_is_not_taken(tmp_path: Path) -> None:
