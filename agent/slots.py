@@ -35,7 +35,7 @@ from typing import Any
 from agent.errors import ConfigError, ModelSlotError
 from agent.verify_child import verify_in_child
 from models.errors import ModelError, ModelMissingError
-from models.manifest import MANIFEST_FILE, Manifest, write_atomic
+from models.manifest import MANIFEST_FILE, Manifest, fsync_dir, write_atomic
 from models.runtime import Predictor
 
 logger = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class ModelSlots:
         _copy_synced(candidate / manifest.file, staging / manifest.file)
         self._step("copied_model")
         _copy_synced(candidate / MANIFEST_FILE, staging / MANIFEST_FILE)
-        _fsync_dir(staging)
+        fsync_dir(staging)
         self._step("staged")
 
         self._mark_verifying(candidate, manifest)
@@ -210,10 +210,10 @@ class ModelSlots:
         target = _other(self._slot or self._read_active())  # slot-a when there is none
         slot_dir = self.root / target
         shutil.rmtree(slot_dir, ignore_errors=True)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self._step("cleared")
         os.rename(staging, slot_dir)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self._step("renamed")
         write_atomic(self.root / ACTIVE_FILE, f"{target}\n".encode())
         self._step("activated")
@@ -328,14 +328,6 @@ def _copy_synced(src: Path, dst: Path) -> None:
         shutil.copyfileobj(fin, fout, 1 << 20)
         fout.flush()
         os.fsync(fout.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _log_schema_change(old: Manifest, new: Manifest) -> None:

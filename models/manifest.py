@@ -185,20 +185,31 @@ class Manifest:
         write_atomic(Path(path), json.dumps(self.to_dict(), indent=2).encode("utf-8"))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part."""
+def write_atomic(path: Path, data: bytes, *, owner: tuple[int, int] | None = None) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part.
+
+    The new file is created beside ``path`` (``O_EXCL``) and renamed over the name, so a link
+    someone put at ``path`` is replaced, never followed; ``owner`` (uid, gid) is set on it first.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in directory ``path`` durable."""
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -15,14 +15,13 @@ release's signature: it verifies the manifest and every wheel again after copyin
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from agent.software.manifest import ManifestError
+from models.manifest import write_atomic
 
 UPDATE_DIR = "update"
 Outcome = Literal["applied", "rolled_back", "rejected"]
@@ -119,30 +118,9 @@ class UpdateFiles:
 
 
 def write_json(path: Path, doc: dict[str, Any], *, owner: tuple[int, int] | None = None) -> None:
-    """Atomically, never following a link an unprivileged user may have put at ``path``: the
-    new file is created with O_EXCL beside it and renamed over the name (not its target)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, sort_keys=True)
-            f.flush()
-            if owner is not None:
-                os.fchown(f.fileno(), *owner)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """``doc`` written atomically (:func:`models.manifest.write_atomic`: a link an unprivileged
+    user put at ``path`` is replaced, never followed)."""
+    write_atomic(path, json.dumps(doc, sort_keys=True).encode(), owner=owner)
 
 
 def _object(data: bytes, what: str) -> dict[str, Any]:

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Literal
 
 from agent.errors import AgentError
-from agent.software.files import fsync_dir, write_json
+from agent.software.files import write_json
+from models.manifest import fsync_dir
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The running agent's side of software updates, used by the remote-command worker.
 
-    updates = SoftwareUpdates(stager, files, running_version="0.1.0")
+    updates = SoftwareUpdates(stager, files)          # stager knows the running version
     updates.begin(command, signer_pem)    # staged + request.json written, or StageError
     result = updates.take_result()        # the updater's outcome, once, then removed
 
@@ -31,10 +31,13 @@ logger = logging.getLogger(__name__)
 
 
 class SoftwareUpdates:
-    def __init__(self, stager: Stager, files: UpdateFiles, *, running_version: str) -> None:
+    def __init__(self, stager: Stager, files: UpdateFiles) -> None:
         self.stager = stager
         self.files = files
-        self.running_version = running_version
+
+    @property
+    def running_version(self) -> str:
+        return self.stager.running_version
 
     @property
     def in_flight(self) -> bool:
@@ -88,4 +91,4 @@ def software_updates(
         install_base=base,
         clock=clock,
     )
-    return SoftwareUpdates(stager, files, running_version=running)
+    return SoftwareUpdates(stager, files)

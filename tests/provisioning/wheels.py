@@ -6,7 +6,7 @@ The wheels are real zip files with a ``*.dist-info/METADATA``, ``WHEEL`` and ``R
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +28,28 @@ def make_wheel(
     requires: Iterable[str] = (),
     extras: Iterable[str] = (),
     requires_python: str | None = None,
+    files: Mapping[str, str] | None = None,
 ) -> Path:
-    """A minimal real wheel: METADATA (Requires-Dist, Provides-Extra), WHEEL and RECORD."""
+    """A minimal real wheel: METADATA (Requires-Dist, Provides-Extra), WHEEL and RECORD, plus
+    ``files`` (archive name -> text: modules, ``entry_points.txt``)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"{name.replace('-', '_')}-{version}"
     info = f"{stem}.dist-info"
     meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     meta += [f"Requires-Python: {requires_python}"] if requires_python else []
     meta += [f"Provides-Extra: {e}" for e in extras] + [f"Requires-Dist: {r}" for r in requires]
-    files = {
+    members = {
         f"{name.replace('-', '_')}/__init__.py": "",
+        **(files or {}),
         f"{info}/METADATA": "\n".join(meta) + "\n",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
         f"Tag: {tag}\n",
     }
     path = directory / f"{stem}-{tag}.whl"
     with zipfile.ZipFile(path, "w") as zf:
-        for member, text in files.items():
+        for member, text in members.items():
             zf.writestr(member, text)
-        zf.writestr(f"{info}/RECORD", "".join(f"{m},,\n" for m in files) + f"{info}/RECORD,,\n")
+        zf.writestr(f"{info}/RECORD", "".join(f"{m},,\n" for m in members) + f"{info}/RECORD,,\n")
     return path
 
 

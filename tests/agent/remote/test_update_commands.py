@@ -88,7 +88,7 @@ def _agent(tmp_path: Path, signers: Fleet, *, updates: bool = True) -> Agent:
         restart=lambda reason: None,
         health=lambda need_broker: None,
         on_event=lambda kind, data: events.append((kind, data)),
-        updates=SoftwareUpdates(stager, update_files, running_version="0.1.0") if updates else None,
+        updates=SoftwareUpdates(stager, update_files) if updates else None,
     )
     return Agent(remote, update_files, acks, events)
 

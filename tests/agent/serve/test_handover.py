@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -93,30 +94,12 @@ def test_a_request_sent_between_two_agents_waits_for_the_second(tmp_path: Path) 
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     port = sock.getsockname()[1]
-    state = tmp_path / "state"
-    inbox = state / "models" / "inbox"
-    inbox.mkdir(parents=True)
-    shutil.copytree(
-        export(inbox.parent / "bundles", "mlp", "classify", "float32", "7"), inbox / ".m"
-    )
-    (inbox / ".m").rename(inbox / "m")
-    (tmp_path / "agent.toml").write_text(
-        f'device_id = "h-1"\nstate_dir = "{state}"\n'
-        '[sensors.room]\ndriver = "synthetic"\ninterval_s = 5\n'
-        f'[http]\nhost = "127.0.0.1"\nport = {port}\n'
-    )
+    _config(tmp_path, port)
     url = f"http://127.0.0.1:{port}/api/predict"
     log = tmp_path / "agent.log"
-
-    def serving() -> bool:
-        try:
-            return httpx.post(url, json={"readings": READINGS}, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     first = _agent(tmp_path, sock, log)
     try:
-        wait_until(serving, 60, "the first agent serving", every=0.05)
+        wait_until(lambda: _answers(url), 60, "the first agent serving", every=0.05)
         first.send_signal(signal.SIGTERM)
         assert first.wait(30) == 0, log.read_text()[-2000:]
         # No agent runs: the request is not refused, it waits in the socket's backlog.
@@ -206,20 +189,37 @@ class Predictions:
         return max(b - a for a, b in zip(self.answers[1:], self.answers[2:], strict=False))
 
 
-@pytest.mark.slow
-def test_sigusr2_hands_over_to_a_new_agent_without_a_failed_request(tmp_path: Path) -> None:
+@dataclass
+class Launched:
+    """One ``orchard-agent run`` under a stand-in systemd (its notify socket)."""
+
+    proc: subprocess.Popen[bytes]
+    systemd: Systemd
+    config: Path
+    log: Path
+    url: str
+
+
+def _launch(tmp_path: Path) -> Launched:
     from tests.brokers import free_port
 
     port = free_port()
     config = _config(tmp_path, port)
     systemd = Systemd(tmp_path / "notify.sock")
     log = tmp_path / "agent.log"
-    env = {**os.environ, "NOTIFY_SOCKET": str(systemd.path)}
-    first = subprocess.Popen(
+    proc = subprocess.Popen(
         [str(BIN / "orchard-agent"), "run", "-c", str(config)],
-        env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/api/predict"
+        env={**os.environ, "NOTIFY_SOCKET": str(systemd.path)},
+        stdout=open(log, "ab"),  # noqa: SIM115 - the child's
+        stderr=subprocess.STDOUT,
+    )
+    return Launched(proc, systemd, config, log, f"http://127.0.0.1:{port}/api/predict")
+
+
+@pytest.mark.slow
+def test_sigusr2_hands_over_to_a_new_agent_without_a_failed_request(tmp_path: Path) -> None:
+    launched = _launch(tmp_path)
+    first, systemd, log, url = launched.proc, launched.systemd, launched.log, launched.url
     try:
         wait_until(lambda: any("READY=1" in m for m in systemd.received()), 60, "READY")
         wait_until(lambda: _answers(url), 60, "predictions from the first agent")
@@ -250,18 +250,8 @@ def test_sigusr2_hands_over_to_a_new_agent_without_a_failed_request(tmp_path: Pa
 
 @pytest.mark.slow
 def test_a_successor_that_cannot_start_leaves_the_agent_serving(tmp_path: Path) -> None:
-    from tests.brokers import free_port
-
-    port = free_port()
-    config = _config(tmp_path, port)
-    systemd = Systemd(tmp_path / "notify.sock")
-    log = tmp_path / "agent.log"
-    env = {**os.environ, "NOTIFY_SOCKET": str(systemd.path)}
-    agent = subprocess.Popen(
-        [str(BIN / "orchard-agent"), "run", "-c", str(config)],
-        env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/api/predict"
+    launched = _launch(tmp_path)
+    agent, systemd, config, url = launched.proc, launched.systemd, launched.config, launched.url
     try:
         wait_until(lambda: _answers(url), 60, "predictions")
         good = config.read_text()

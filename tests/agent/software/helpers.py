@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,34 +28,12 @@ from agent.software.manifest import (
     signed_bytes,
 )
 from orchard_common.signing import Signer, sign_artifact
+from tests.provisioning.wheels import make_wheel
 
 if TYPE_CHECKING:
     from coordinator.software.release import Release
 
 PY = "{}.{}".format(*sys.version_info[:2])
-
-
-def _wheel(
-    directory: Path, name: str, version: str, files: dict[str, str], meta: list[str]
-) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = f"{name.replace('-', '_')}-{version}"
-    info = f"{stem}.dist-info"
-    files = {
-        **files,
-        f"{info}/METADATA": "\n".join(
-            ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *meta]
-        )
-        + "\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-    }
-    path = directory / f"{stem}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for member, text in files.items():
-            zf.writestr(member, text)
-        zf.writestr(f"{info}/RECORD", "".join(f"{m},,\n" for m in files) + f"{info}/RECORD,,\n")
-    return path
 
 
 def agent_wheel(directory: Path, version: str, *, broken: bool = False) -> Path:
@@ -66,22 +43,22 @@ def agent_wheel(directory: Path, version: str, *, broken: bool = False) -> Path:
         "def main():\n"
         f"    print('orchard-agent {version} (Python test)')\n"
     )
-    stem = f"orchard_fl-{version}"
-    return _wheel(
+    return make_wheel(
         directory,
         "orchard-fl",
         version,
-        {
+        requires=("orchard-dep>=1",),
+        extras=("agent",),
+        files={
             "orchard_fake_agent/__init__.py": module,
-            f"{stem}.dist-info/entry_points.txt": "[console_scripts]\n"
+            f"orchard_fl-{version}.dist-info/entry_points.txt": "[console_scripts]\n"
             "orchard-agent = orchard_fake_agent:main\n",
         },
-        ["Provides-Extra: agent", "Requires-Dist: orchard-dep>=1"],
     )
 
 
 def dep_wheel(directory: Path) -> Path:
-    return _wheel(directory, "orchard-dep", "1.0", {"orchard_dep/__init__.py": ""}, [])
+    return make_wheel(directory, "orchard-dep", "1.0")
 
 
 def wheelhouse(directory: Path, version: str, *, broken: bool = False) -> Path:
