@@ -97,6 +97,11 @@ class HealthReporter:
         self._state = "init"
         self._reasons: tuple[str, ...] = ()
         self._pending_session = 0
+        # The retained status is published only once the connect hook has committed this
+        # connection's session, and one at a time: else a status composed before the commit
+        # (session of the previous connection) could reach the broker last and stay retained.
+        self._status_lock = threading.Lock()
+        self._online = False
         self._last_sent: float | None = None
         self._last_change: float | None = None
         self._last_sig: tuple[object, ...] | None = None
@@ -161,6 +166,8 @@ class HealthReporter:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._status_lock:
+            self._online = False
         final = Status(state="disconnected", session=self.state.session, ts=self.clock())
         self.transport.stop(Will(self.topics.status, final.to_json()), timeout)
         self.outbox.close()
@@ -254,8 +261,9 @@ class HealthReporter:
         )
 
     def _publish_status(self) -> None:
-        if self.transport.connected:
-            self.transport.publish(self.topics.status, self._status().to_json(), retain=True)
+        with self._status_lock:
+            if self._online:
+                self.transport.publish(self.topics.status, self._status().to_json(), retain=True)
 
     # -- transport hooks (network thread) ---------------------------------------------------
 
@@ -265,9 +273,12 @@ class HealthReporter:
         return Will(self.topics.status, lost.to_json())
 
     def _connected(self, protocol: str) -> None:
-        self.state.commit_session(self._pending_session)
         publish = self.transport.publish
-        publish(self.topics.status, self._status().to_json(), retain=True)
+        with self._status_lock:  # never take self._lock while holding this one
+            self.state.commit_session(self._pending_session)
+            self._online = not self._stop.is_set()
+            if self._online:
+                publish(self.topics.status, self._status().to_json(), retain=True)
         birth = self._composer.birth(
             device_id=self.device_id,
             fleet=self.fleet,
@@ -283,6 +294,11 @@ class HealthReporter:
         if self.settings.ha_discovery:
             self.transport.subscribe(f"{self.settings.ha_prefix}/status")
             self._publish_discovery()
+        self._wake.set()
+
+    def _disconnected(self) -> None:
+        with self._status_lock:
+            self._online = False
         self._wake.set()
 
     def _publish_discovery(self) -> None:
@@ -328,7 +344,7 @@ class _Hooks:
         self._r._connected(protocol)
 
     def disconnected(self) -> None:
-        self._r._wake.set()
+        self._r._disconnected()
 
     def message(self, topic: str, payload: bytes) -> None:
         self._r._message(topic, payload)

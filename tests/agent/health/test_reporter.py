@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,35 @@ def test_clean_stop_leaves_disconnected_and_session_counts_connects(
         reporter.stop()
         final = Status.validate(retained(broker.port, STATUS))
         assert (final.state, final.session) == ("disconnected", session)
+
+
+def test_a_state_set_while_connecting_is_published_with_the_new_session(
+    mosquitto: Broker, make_reporter: MakeReporter
+) -> None:
+    """The runner may say ``ready`` after paho reports the connection but before the connect
+    hook has counted the session; that status must not go out under the old session (it could
+    reach the broker last and stay retained)."""
+    sub = Collector(mosquitto.port, topics=("orchard/v1/conn-1/#",))  # the broker is shared
+    reporter = make_reporter(mosquitto.port, device_id="conn-1")
+    entered, go_on = threading.Event(), threading.Event()
+    hook = reporter._connected
+
+    def held_connect(protocol: str) -> None:
+        entered.set()
+        assert go_on.wait(10)
+        hook(protocol)
+
+    reporter._connected = held_connect  # type: ignore[method-assign]
+    reporter.start()
+    assert entered.wait(30), "never connected"
+    assert reporter.transport.connected
+    reporter.set_state("ready")  # between paho's connect and the hook
+    go_on.set()
+    status = "orchard/v1/conn-1/status"
+    assert retained_status(mosquitto.port, status, state="ready")["session"] == 1
+    wait_until(lambda: any(s.state == "ready" for s in statuses(sub)), what="ready status")
+    assert {s.session for s in statuses(sub)} == {1}
+    sub.close()
 
 
 def test_events_are_published_not_retained_and_bad_ones_dropped(
