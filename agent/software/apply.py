@@ -29,9 +29,11 @@ confirmed, and reports that.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.errors import AgentError
+from agent.handover import TIMEOUT_S as HANDOVER_TIMEOUT_S
 from agent.software.files import Outcome, UpdateFiles, UpdateRequest, UpdateResult
 from agent.software.layout import Journal, VenvLayout
 from agent.software.manifest import (
@@ -88,7 +91,10 @@ GoldenCheck = Callable[[Path], str | None]
 @dataclass(frozen=True)
 class Budget:
     healthy_within_s: float = 180.0
-    restart_timeout_s: float = 300.0  # the unit's TimeoutStartSec bounds it too
+    # Longer than the successor is given to serve (its clock starts later) plus the old
+    # agent's stop: else a successor serving at the last moment is taken for one that did not
+    # start, and the link goes back under a new release that runs. TimeoutStartSec bounds it.
+    restart_timeout_s: float = HANDOVER_TIMEOUT_S + 120.0
     install_timeout_s: float = INSTALL_TIMEOUT_S
 
 
@@ -123,9 +129,9 @@ class Updater:
 
     # -- entry points ----------------------------------------------------------------------
 
-    def recover(self, *, restart: bool = False) -> UpdateResult | None:
-        """Close an update a power cut (or a killed updater) left open; report it."""
-        closed = self.layout.repair()
+    def recover(self, *, restart: bool = False, why: str | None = None) -> UpdateResult | None:
+        """Close an update a power cut (or a killed or failed updater) left open; report it."""
+        closed = self.layout.repair(why)
         if closed is None:
             return None
         result = UpdateResult(
@@ -142,13 +148,26 @@ class Updater:
         return result
 
     def apply(self) -> UpdateResult | None:
-        """Handle the pending request, if any; return what was written to result.json."""
+        """Handle the pending request, if any; return what was written to result.json.
+
+        Whatever happens, the request is gone afterwards and, when it could be read, answered:
+        a request left behind would start this unit again and again (``orchard-update.path``)
+        until systemd's start limit stops every later update."""
         self.recover(restart=True)
-        request = self.files.read_request()
+        try:
+            request = self.files.read_request()
+        except ManifestError as exc:  # its seq is unknown: nothing to answer to
+            logger.error("update request unreadable, removed: %s", exc)
+            self.files.request.unlink(missing_ok=True)
+            return None
         if request is None:
             return None
         journal = self.layout.read_journal()
-        if journal is not None and journal.seq == request.seq and not journal.unfinished:
+        if (
+            journal is not None
+            and (journal.seq, journal.version) == (request.seq, request.version)
+            and not journal.unfinished
+        ):
             # Done before a power cut kept the request from being removed: report, not redo.
             outcome: Outcome = "applied" if journal.phase == "committed" else "rolled_back"
             running = journal.version if outcome == "applied" else journal.old_version
@@ -160,16 +179,21 @@ class Updater:
                 return self._apply(request)  # it writes the result itself
             except (Rejected, ManifestError) as exc:
                 logger.warning("update %d to %s rejected: %s", request.seq, request.version, exc)
-                result = UpdateResult(
-                    request.seq,
-                    request.version,
-                    "rejected",
-                    request.from_version,
-                    str(exc),
-                    self.clock(),
-                )
+                result = self._rejected(request, str(exc))
+            except Exception as exc:  # the system (a full disk at the switch) or a defect
+                logger.exception("update %d to %s failed", request.seq, request.version)
+                why = f"the updater failed: {exc!r}"[:_TAIL]
+                closed = self.recover(restart=True, why=why)  # back on the old environment
+                if closed is not None:
+                    return closed
+                result = self._rejected(request, why)
         self._finish(result)
         return result
+
+    def _rejected(self, request: UpdateRequest, why: str) -> UpdateResult:
+        return UpdateResult(
+            request.seq, request.version, "rejected", request.from_version, why, self.clock()
+        )
 
     # -- one update ------------------------------------------------------------------------
 
@@ -272,14 +296,15 @@ class Updater:
         self._remove(dest)
         dest.mkdir(mode=0o700, parents=True)
         for w in manifest.wheels:
-            src = staged / w.file
-            if src.is_symlink():
-                raise Rejected(f"wheels[{w.file}]: expected a file. Received: a symbolic link")
             try:
-                shutil.copyfile(src, dest / w.file)
-            except OSError as exc:
+                _copy_regular(staged / w.file, dest / w.file, w.size)
+            except (OSError, Rejected) as exc:
                 self._remove(dest)
-                raise Rejected(f"wheels[{w.file}]: cannot copy: {exc.strerror}") from None
+                if isinstance(exc, Rejected):
+                    raise
+                raise Rejected(
+                    f"wheels[{w.file}]: cannot copy {staged / w.file}: {exc.strerror}"
+                ) from None
         try:
             check_wheels(manifest, dest)
         except ManifestError:
@@ -348,8 +373,12 @@ class Updater:
     # -- helpers ---------------------------------------------------------------------------
 
     def _finish(self, result: UpdateResult) -> None:
-        self.files.write_result(result, owner=self.owner)
-        self.files.request.unlink(missing_ok=True)
+        try:
+            self.files.write_result(result, owner=self.owner)
+        except OSError as exc:  # the coordinator sees a timeout; the journal has the outcome
+            logger.error("cannot write the outcome of update %d: %s", result.seq, exc)
+        finally:
+            self.files.request.unlink(missing_ok=True)
         if result.outcome != "rejected":
             shutil.rmtree(self.layout.base / ".wheels", ignore_errors=True)
 
@@ -378,3 +407,26 @@ class Updater:
             path.unlink()
         elif path.exists():
             shutil.rmtree(path)
+
+
+def _copy_regular(src: Path, dest: Path, size: int) -> None:
+    """Copy ``src``, a regular file the agent's user staged, as root: a link or a device put
+    there is refused, not followed, and no more than ``size`` bytes (the manifest's, plus one
+    to notice a longer file) are read."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(src, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Rejected(
+                f"wheels[{src.name}]: expected a file. Received: a symbolic link"
+            ) from None
+        raise
+    with os.fdopen(fd, "rb") as fin:
+        if not stat.S_ISREG(os.fstat(fin.fileno()).st_mode):
+            raise Rejected(f"wheels[{src.name}]: expected a regular file. Received: {src}")
+        with dest.open("wb") as fout:
+            left = size + 1
+            while left > 0 and (chunk := fin.read(min(left, 1 << 20))):
+                fout.write(chunk)
+                left -= len(chunk)

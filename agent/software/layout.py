@@ -77,7 +77,8 @@ class VenvLayout:
         if not self.link.is_symlink():
             if self.link.is_dir():
                 return None
-            raise LayoutError(f"{self.link}: expected the agent's environment. Received: nothing")
+            found = "nothing" if not self.link.exists() else "a file"
+            raise LayoutError(f"{self.link}: expected the agent's environment. Received: {found}")
         target = os.readlink(self.link)
         name = Path(target).name
         if name not in SLOTS:
@@ -131,9 +132,10 @@ class VenvLayout:
         os.replace(tmp, self.link)
         fsync_dir(self.base)
 
-    def repair(self) -> Journal | None:
-        """At boot: finish or undo what a power cut interrupted. Returns the journal it closed
-        (phase ``rolled_back``), or ``None`` when nothing was unfinished."""
+    def repair(self, why: str | None = None) -> Journal | None:
+        """At boot: finish or undo what a power cut interrupted (or a failed updater, ``why``).
+        Returns the journal it closed (phase ``rolled_back``), or ``None`` when nothing was
+        unfinished."""
         journal = self.read_journal()
         if journal is None or not journal.unfinished:
             if not self.link.exists() and not self.link.is_symlink():
@@ -145,7 +147,7 @@ class VenvLayout:
             closed = replace(journal, phase="committed", reason=None)
             self.write_journal(closed)
             return None
-        reason = (
+        reason = why or (
             "the power went out while the new version was being installed"
             if journal.phase == "installing"
             else "the power went out before the new version was confirmed healthy"

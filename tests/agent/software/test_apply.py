@@ -138,6 +138,24 @@ def test_unsigned_foreign_or_tampered_releases_are_refused(
     assert "orchard_dep-1.0-py3-none-any.whl" in (result.reason or "")
     assert "sha256" in (result.reason or "")
 
+    staged = board.stage(8, "0.2.0", fleet[1])
+    wheel = next(staged.glob("orchard_dep-*.whl"))
+    wheel.unlink()
+    os.symlink("/dev/zero", wheel)  # would fill /opt if followed
+    result = board.updater().apply()
+    assert result is not None and result.outcome == "rejected"
+    assert "expected a file. Received: a symbolic link" in (result.reason or "")
+    wheel.unlink()
+
+    staged = board.stage(9, "0.2.0", fleet[1])
+    wheel = next(staged.glob("orchard_dep-*.whl"))
+    wheel.unlink()
+    os.mkfifo(wheel)  # would block the updater if opened for reading without O_NONBLOCK
+    result = board.updater().apply()
+    assert result is not None and result.outcome == "rejected"
+    assert "expected a regular file" in (result.reason or "")
+    wheel.unlink()
+
     assert running_version(board.layout) == "0.1.0" and _link(board) == "venv-a"
     assert sorted(p.name for p in board.layout.base.iterdir()) == before
     assert board.services.restarts == []
@@ -186,13 +204,54 @@ def test_recovery_after_a_power_cut_puts_the_complete_old_version_back(
     assert board.updater().recover() is None  # closed once
 
 
-def test_a_link_lost_between_the_two_renames_is_restored(make_board: MakeBoard) -> None:
+def test_a_link_lost_between_the_two_renames_is_restored_and_the_update_goes_on(
+    make_board: MakeBoard, fleet: tuple[Path, Signer, Signer]
+) -> None:
     board = make_board("0.1.0")
+    board.stage(1, "0.2.0", fleet[1])  # the board's first update, which migrates
     layout = board.layout
+    layout.write_journal(Journal(1, "0.1.0", "migrating", "venv-a", "venv-b"))
     os.rename(layout.link, layout.slot("venv-a"))  # the power went out after the first rename
-    layout.write_journal(Journal(1, "0.2.0", "migrating", "venv-a", "venv-b", "0.1.0"))
     assert board.updater().recover() is None
     assert _link(board) == "venv-a" and running_version(layout) == "0.1.0"
+    # The closed migration is not taken for the update's outcome: the update is done now.
+    result = board.updater().apply()
+    assert result is not None and (result.outcome, result.running) == ("applied", "0.2.0")
+    assert _link(board) == "venv-b" and running_version(layout) == "0.2.0"
+
+
+def test_an_updater_failure_at_the_switch_goes_back_and_answers(
+    make_board: MakeBoard, fleet: tuple[Path, Signer, Signer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error no check foresaw (here the disk full at the link's rename) must not leave the
+    request behind: orchard-update.path would start the updater again and again."""
+    board = make_board("0.1.0")
+    board.layout.migrate(0, "0.1.0")
+    board.stage(31, "0.2.0", fleet[1])
+    real = board.layout.point
+
+    def full(slot: str) -> None:
+        if slot == "venv-b":
+            raise OSError(28, "No space left on device")
+        real(slot)
+
+    monkeypatch.setattr(board.layout, "point", full)
+    result = board.updater().apply()
+    assert result is not None and result.outcome == "rolled_back", result
+    assert "the updater failed" in (result.reason or "") and "No space" in (result.reason or "")
+    assert _link(board) == "venv-a" and running_version(board.layout) == "0.1.0"
+    assert not board.files.request.exists() and board.files.read_result() == result
+    journal = board.layout.read_journal()
+    assert journal is not None and journal.phase == "rolled_back"
+
+
+def test_an_unreadable_request_is_removed(make_board: MakeBoard) -> None:
+    board = make_board("0.1.0")
+    board.files.dir.mkdir(parents=True, exist_ok=True)
+    board.files.request.write_text('{"seq": 3}')
+    assert board.updater().apply() is None
+    assert not board.files.request.exists() and not board.files.result.exists()
+    assert not board.layout.link.is_symlink()  # nothing moved: still the first-boot directory
 
 
 @pytest.mark.parametrize("phase", ["installing", "switched"])
