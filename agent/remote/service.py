@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentSettings
-from agent.errors import InvalidConfig
+from agent.errors import AgentError, InvalidConfig
 from agent.health.codec import MAX_ITEMS, MAX_STR, SchemaError
 from agent.health.schema import Ack, AckStatus
 from agent.overlay import Overlay, OverlayError
@@ -45,7 +45,6 @@ from agent.remote.command import Command
 from agent.remote.live import LiveParts
 from agent.remote.patch import Candidate, Refused, Rejected, build
 from agent.remote.state import Pending, RemoteFiles
-from agent.software.stage import StageError
 from agent.software.updates import SoftwareUpdates
 
 logger = logging.getLogger(__name__)
@@ -54,6 +53,11 @@ RETRY_SIGNER_S = 30.0  # a signer certificate that could not be fetched is tried
 FLUSH_S = 5.0  # how long the ack of a restart may take to leave before the agent stops
 POLL_S = 0.2
 UPDATE_POLL_S = 1.0
+
+
+class UpdateInProgress(Exception):
+    """An update command came while the root updater works on another: it waits for it."""
+
 
 AckSink = Callable[[Ack], None]
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -200,6 +204,14 @@ class RemoteConfig:
                 if self._latest is None and command.expires > self.clock():
                     self._latest, self._retry_at = payload, time.monotonic() + RETRY_SIGNER_S
             return
+        except UpdateInProgress as exc:  # answered once the running update is done
+            if digest not in self._retrying:
+                self._retrying.add(digest)
+                logger.info("remote command %d waits: %s", command.seq, exc)
+            with self._lock:
+                if self._latest is None and command.expires > self.clock():
+                    self._latest, self._retry_at = payload, time.monotonic() + UPDATE_POLL_S
+            return
         except Refused as exc:
             logger.warning("remote command %d refused: %s", command.seq, exc)
             self._ack(command.seq, "refused", errors=(str(exc),))
@@ -271,6 +283,8 @@ class RemoteConfig:
                 "no updater). Received: kind='update'"
             )
         assert ref is not None  # Command.validate
+        if updates.installing:  # staging now would take the root updater's files from it
+            raise UpdateInProgress(f"the updater is installing {updates.installing}")
         self.files.record(command.seq, digest)
         running = updates.running_version
         if ref.version == running:
@@ -279,7 +293,7 @@ class RemoteConfig:
         signer_pem = self.auth.signer_pem(command)
         try:
             updates.begin(command.seq, ref, signer_pem)
-        except StageError as exc:
+        except (AgentError, OSError) as exc:  # StageError, or the disk (full while copying)
             logger.warning("update %d to %s rejected: %s", command.seq, ref.version, exc)
             self._ack(command.seq, "rejected", errors=(str(exc),), agent_version=running)
             return

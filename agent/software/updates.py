@@ -40,6 +40,15 @@ class SoftwareUpdates:
         return self.stager.running_version
 
     @property
+    def installing(self) -> str | None:
+        """The release the root updater has been asked to install and has not answered yet."""
+        try:
+            request = self.files.read_request()
+        except (OSError, ManifestError):  # one it cannot read is still the updater's to remove
+            return "a release"
+        return None if request is None else request.version
+
+    @property
     def in_flight(self) -> bool:
         return self.files.request.exists() or self.files.result.exists()
 

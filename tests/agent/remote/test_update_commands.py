@@ -176,3 +176,41 @@ def test_the_running_version_is_applied_at_once_and_bad_updates_are_answered(
     plain = _agent(tmp_path / "plain", signers, updates=False)
     ack = plain.send(_update(signers, 4, release.ref))
     assert ack is not None and ack.status == "refused" and "kind" in ack.errors[0]
+
+
+def test_an_update_sent_while_another_installs_waits_for_it(
+    tmp_path: Path, signers: Fleet, release: Release
+) -> None:
+    """Staging it at once would remove the request the root updater works on, and the first
+    update would never be answered (a second `fleet update` while the first still installs)."""
+    agent = _agent(tmp_path, signers)
+    ack = agent.send(_update(signers, 5, release.ref))
+    assert ack is not None and ack.status == "updating"
+    assert agent.send(_update(signers, 6, release.ref)) is None  # no answer yet: it waits
+    request = agent.files.read_request()
+    assert request is not None and request.seq == 5  # the updater's request is untouched
+
+    agent.remote.start()
+    try:
+        agent.files.write_result(UpdateResult(5, "0.2.0", "applied", "0.2.0", None, time.time()))
+        agent.files.request.unlink()  # as the updater leaves it
+        wait_until(lambda: [a.seq for a in agent.acks][-2:] == [5, 6], 10, "both answers")
+    finally:
+        agent.remote.stop()
+    assert [(a.seq, a.status) for a in agent.acks] == [
+        (5, "updating"),
+        (5, "applied"),
+        (6, "updating"),  # this test's stager still says 0.1.0 runs: staged again
+    ]
+
+
+def test_a_disk_error_while_staging_is_answered(
+    tmp_path: Path, signers: Fleet, release: Release, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Stager, "stage", full)
+    agent = _agent(tmp_path, signers)
+    ack = agent.send(_update(signers, 5, release.ref))
+    assert ack is not None and ack.status == "rejected" and "No space" in ack.errors[0]
