@@ -65,6 +65,7 @@ class Successor:
         except OSError as exc:
             self.proc = None
             self.reason = f"cannot start {argv[0]}: {exc.strerror}"
+            os.close(read)
         finally:
             os.close(write)
 
@@ -87,7 +88,10 @@ class Successor:
         elif time.monotonic() > self.deadline:
             self.reason = "the new agent did not serve in time"
             self.proc.kill()
-            self.proc.wait(30)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:  # stuck in the kernel: reaped at its exit
+                logger.warning("handover: the new agent %d outlives SIGKILL", self.proc.pid)
         else:
             return "starting"
         os.close(self._read)

@@ -40,6 +40,7 @@ from agent.slots import ACTIVE_FILE, ModelSlots
 from agent.store import open_store
 from agent.systemd import Notifier, inherited_fds
 from agent.types import Sample
+from models.manifest import write_atomic
 
 if TYPE_CHECKING:  # imported where they are built, after the HTTP server is up (a restart's
     # downtime is the time to serve again: on a board, every import before it counts)
@@ -386,7 +387,10 @@ class AgentRunner:
             self._event("handover_failed", {"reason": successor.reason or ""})
             self._successor = None
             try:  # for the updater, which waits for a new main process that will not come
-                (self.config.state_dir / handover.FAILED_FILE).write_text(successor.reason or "")
+                write_atomic(
+                    self.config.state_dir / handover.FAILED_FILE,
+                    (successor.reason or "no reason").encode(),
+                )
             except OSError as exc:
                 logger.warning("cannot record the failed handover: %s", exc)
 

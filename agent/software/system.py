@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pwd
+import stat
 import subprocess
 import time
 import urllib.error
@@ -49,9 +50,8 @@ class Systemctl:
         # CPU is the serving agent's): the old agent exits once the new one serves.
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and _alive(before):
-            if self.handover_failed is not None and self.handover_failed.exists():
-                why = self.handover_failed.read_text(errors="replace").strip()
-                self.handover_failed.unlink(missing_ok=True)
+            why = self._handover_failed()
+            if why is not None:
                 last = self._last_log(unit)
                 raise AgentError(f"{why}: {last}" if last else why)
             time.sleep(_POLL_S)  # polling a process's exit, bounded by the deadline
@@ -64,6 +64,26 @@ class Systemctl:
                 raise AgentError(self._why_failed(unit) or f"{unit} failed")
             time.sleep(_POLL_S)  # polling systemd, bounded by the deadline
         raise AgentError(f"no new agent took over {unit} within {timeout_s:g} s")
+
+    def _handover_failed(self) -> str | None:
+        """The agent's note on a failed handover, read as root from a directory the agent's
+        user owns: a link or a FIFO put there is not followed, and 512 bytes at most are read."""
+        path = self.handover_failed
+        if path is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            why = f"{path}: {exc.strerror}"
+        else:
+            with os.fdopen(fd, "rb") as f:
+                regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+                data = f.read(512) if regular else b"not a regular file"
+            why = data.decode(errors="replace").strip() or "the handover failed"
+        path.unlink(missing_ok=True)
+        return why
 
     def _main_pid(self, unit: str) -> int:
         value = self._show(unit, "MainPID")
@@ -189,6 +209,8 @@ def golden_check(settings: AgentSettings, timeout_s: float = 300.0) -> GoldenChe
             verdict = json.loads(lines[-1])
         except (IndexError, ValueError):
             return f"the verifier failed (exit {done.returncode}): {done.stderr.strip()[-300:]}"
+        if not isinstance(verdict, dict):
+            return f"the verifier said {lines[-1][:200]!r}, expected a JSON object"
         return None if verdict.get("ok") else str(verdict.get("reason"))
 
     return check
