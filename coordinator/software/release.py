@@ -34,7 +34,7 @@ from agent.software.manifest import (
     signed_bytes,
 )
 from coordinator.software.errors import ReleaseError
-from models.manifest import write_atomic
+from models.manifest import fsync_dir, write_atomic
 from orchard_common.signing import Signer, sign_artifact
 
 logger = logging.getLogger(__name__)
@@ -98,18 +98,29 @@ def publish(
             old = SoftwareManifest.from_json(existing.read_bytes())
         except ManifestError:
             old = None
-        if old is not None and old.wheels == listed and old.python == py:
-            logger.info("release %s already published with these wheels", version)
-            signed = old
+        if old is None:
+            found = "is unreadable (remove it to publish again)"
+        elif old.wheels != listed or old.python != py:
+            found = f"lists other wheels (bump the version of {PROJECT})"
         else:
+            found = ""
+        if found:
             raise ReleaseError(
                 f"release {version}: expected new wheels under a new version. Received: "
-                f"{existing} lists other wheels (bump the version of {PROJECT})"
+                f"{existing} {found}"
             )
+        assert old is not None
+        logger.info("release %s already published with these wheels", version)
+        signed = old
+        listed_by_name = {w.file: w for w in old.wheels}
+        for w in wheels:  # a copy a crash cut short is made again
+            if not _same(target / w.name, listed_by_name.get(w.name)):
+                _copy(w, target / w.name)
     else:
         target.mkdir(parents=True, exist_ok=True)
         for w in wheels:
             _copy(w, target / w.name)
+        fsync_dir(target)  # the wheels are on disk before the manifest that lists them
         write_atomic(existing, signed.to_json().encode())
     data = existing.read_bytes()
     return Release(
@@ -144,4 +155,17 @@ def _copy(src: Path, dest: Path) -> None:
     """A copy, not a link: a wheelhouse rebuilt in place must not change what is served."""
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.copyfile(src, tmp)
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, dest)
+
+
+def _same(path: Path, wheel: Wheel | None) -> bool:
+    try:
+        return (
+            wheel is not None
+            and path.stat().st_size == wheel.size
+            and file_sha256(path) == wheel.sha256
+        )
+    except OSError:
+        return False

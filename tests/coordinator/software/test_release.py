@@ -41,6 +41,12 @@ def test_publish_signs_every_wheel_and_is_idempotent(
     again = publish(house, tmp_path / "software", signer[0], "http://c:8781")
     assert again.manifest_sha256 == release.manifest_sha256  # the same bytes, served unchanged
 
+    # A wheel a crash left empty under a written manifest is copied again, not served cut.
+    cut = next(release.directory.glob("orchard_dep-*.whl"))
+    cut.write_bytes(b"")
+    publish(house, tmp_path / "software", signer[0], "http://c:8781")
+    assert cut.read_bytes() == (house / cut.name).read_bytes()
+
 
 def test_publish_refuses_what_boards_could_not_use(
     tmp_path: Path, signer: tuple[Signer, bytes]
@@ -58,6 +64,9 @@ def test_publish_refuses_what_boards_could_not_use(
     other = wheelhouse(tmp_path / "wh2", "0.2.0", broken=True)  # other bytes, same version
     with pytest.raises(ReleaseError, match="bump the version"):
         publish(other, out, signer[0], "http://c", python="3.11")
+    (out / "0.2.0" / "manifest.json").write_text("{")
+    with pytest.raises(ReleaseError, match="is unreadable"):
+        publish(house, out, signer[0], "http://c", python="3.11")
 
 
 def test_the_artifact_server_serves_listed_files_only(
