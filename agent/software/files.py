@@ -47,7 +47,9 @@ class UpdateRequest:
                 requested=float(doc["requested"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError("request", str(exc), "seq, version, from_version, staged") from None
+            raise ManifestError(
+                "request", _why(exc), "seq, version, from_version, staged, requested"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class UpdateResult:
                 timings={str(k): float(v) for k, v in dict(doc.get("timings") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError("result", str(exc), "seq, version, outcome, running") from None
+            raise ManifestError("result", _why(exc), "seq, version, outcome, running") from None
 
 
 class UpdateFiles:
@@ -131,3 +133,7 @@ def _object(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ManifestError(what, type(doc).__name__, "a JSON object")
     return doc
+
+
+def _why(exc: Exception) -> str:
+    return f"no {exc}" if isinstance(exc, KeyError) else str(exc)

@@ -117,7 +117,9 @@ class Stager:
         except DeliveryError as exc:
             raise StageError(f"manifest: {exc}") from None
         if len(data) > MAX_MANIFEST_BYTES:
-            raise StageError(f"manifest: expected at most {MAX_MANIFEST_BYTES} bytes")
+            raise StageError(
+                f"manifest: expected at most {MAX_MANIFEST_BYTES} bytes. Received: {len(data)}"
+            )
         try:
             manifest = SoftwareManifest.from_json(data)
         except ManifestError as exc:
