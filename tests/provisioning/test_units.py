@@ -143,3 +143,27 @@ def test_agent_unit_contract() -> None:
     assert "PrivateDevices=yes" not in text  # would hide /dev/i2c-*
     socket = (unit_dir() / "orchard-trainer.socket").read_text()
     assert "ListenStream=/run/orchard/trainer.sock" in socket
+
+
+@pytest.mark.parametrize("present", ["venv", "venv-a", "venv-b"])
+def test_the_recovery_runs_from_whichever_environment_exists(tmp_path: Path, present: str) -> None:
+    """The first update moves the first-boot environment to venv-a and then makes the link; a
+    power cut between the two leaves no /opt/orchard/venv, and the recovery must still run.
+    The unit's own ExecStart, with systemd's ``$$`` unescaped and /opt/orchard moved here."""
+    text = (unit_dir() / "orchard-update-recover.service").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("ExecStart="))
+    assert re.search(r"(?<!\$)\$(?!\$)", line.replace("$$", "")) is None  # systemd expands $v
+    argv = line.removeprefix("ExecStart=").replace("$$", "$").replace("/opt/orchard", str(tmp_path))
+    assert argv.startswith("/bin/sh -c '") and argv.endswith("'")
+    script = argv.removeprefix("/bin/sh -c '").removesuffix("'")
+    agent = tmp_path / present / "bin" / "orchard-agent"
+    agent.parent.mkdir(parents=True)
+    agent.write_text(f'#!/bin/sh\necho "$0 $*" > {tmp_path / "ran"}\n')
+    agent.chmod(0o755)
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    ran = (tmp_path / "ran").read_text().split()
+    assert ran == [str(agent), "software", "recover", "--config", "/etc/orchard/agent.toml"]
+
+    agent.unlink()  # nothing installed yet: fails (the unit's condition skips it before)
+    assert subprocess.run(["/bin/sh", "-c", script], timeout=30).returncode == 1
