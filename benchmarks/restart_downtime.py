@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -40,42 +39,17 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-import httpx  # noqa: E402
 
 from benchmarks import machine  # noqa: E402
 from tests.agent.serve.bundles import export  # noqa: E402
+from tests.agent.serve.load import PredictionLoad  # noqa: E402
 
 BIN = Path(sys.executable).parent
-READINGS = {"temp_c": 22.4, "humidity_pct": 46, "pressure_hpa": 1015, "light_lux": 460,
-            "co2_ppm": 900}  # fmt: skip
 AS_SYSTEMD = (  # fd 3 and $LISTEN_* as systemd sets them, then exec the agent
     "import os, sys; fd = int(sys.argv[1]); os.dup2(fd, 3); fd != 3 and os.close(fd); "
     "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', LISTEN_FDNAMES='http'); "
     "os.execv(sys.argv[2], sys.argv[2:])"
 )
-
-
-class Client:
-    """Predictions back to back; the times of the answers and the failures."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.answers: list[float] = []
-        self.failures: list[float] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=15.0) as client:
-            while not self.stop.is_set():
-                try:
-                    ok = client.post(self.url, json={"readings": READINGS}).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                (self.answers if ok else self.failures).append(time.monotonic())
-                if not ok:
-                    self.stop.wait(0.01)
 
 
 class Notify:
@@ -127,7 +101,7 @@ def _gone(pid: int, timeout: float = 60.0) -> None:
 
 
 def _handovers(
-    first: subprocess.Popen[bytes], client: Client, notify: Notify, count: int
+    first: subprocess.Popen[bytes], client: PredictionLoad, notify: Notify, count: int
 ) -> list[dict[str, float]]:
     """SIGUSR2 to the agent that serves; it hands over to a new one (agent/handover.py)."""
     rows, pid = [], first.pid
@@ -161,7 +135,7 @@ def _handovers(
     return rows
 
 
-def _wait_answer(client: Client, after: float, timeout: float = 60.0) -> float:
+def _wait_answer(client: PredictionLoad, after: float, timeout: float = 60.0) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if client.answers and client.answers[-1] > after:
@@ -197,7 +171,7 @@ def run(mode: str, restarts: int, work: Path) -> list[dict[str, float]]:
     log = work / mode / "agent.log"
     notify = Notify(work / mode / "notify.sock")  # read only by the handover mode
     proc = _agent(config, sock, log, notify.path if mode == "handover" else None)
-    client = Client(f"http://127.0.0.1:{port}/api/predict")
+    client = PredictionLoad(f"http://127.0.0.1:{port}/api/predict")
     rows = []
     try:
         _wait_answer(client, 0.0)

@@ -20,12 +20,11 @@ import pytest
 from agent.serve.server import HttpServer
 from agent.serve.settings import HttpSettings
 from tests.agent.serve.bundles import export
+from tests.agent.serve.load import READINGS, PredictionLoad
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 BIN = Path(sys.executable).parent
-READINGS = {"temp_c": 22.4, "humidity_pct": 46, "pressure_hpa": 1015, "light_lux": 460,
-            "co2_ppm": 900}  # fmt: skip
 
 
 def test_inherited_fds_are_taken_out_of_the_environment() -> None:
@@ -159,36 +158,6 @@ def _config(tmp_path: Path, port: int) -> Path:
     return config
 
 
-class Predictions:
-    """Predictions back to back from another thread: answers' times and failures."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.answers, self.failed = url, [0.0], 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        import time
-
-        with httpx.Client(timeout=30) as client:
-            while not self.stop.is_set():
-                try:
-                    ok = client.post(self.url, json={"readings": READINGS}).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    self.answers.append(time.monotonic())
-                else:
-                    self.failed += 1
-                self.stop.wait(0.02)
-
-    def close(self) -> float:
-        self.stop.set()
-        self.thread.join(30)
-        return max(b - a for a, b in zip(self.answers[1:], self.answers[2:], strict=False))
-
-
 @dataclass
 class Launched:
     """One ``orchard-agent run`` under a stand-in systemd (its notify socket)."""
@@ -223,7 +192,7 @@ def test_sigusr2_hands_over_to_a_new_agent_without_a_failed_request(tmp_path: Pa
     try:
         wait_until(lambda: any("READY=1" in m for m in systemd.received()), 60, "READY")
         wait_until(lambda: _answers(url), 60, "predictions from the first agent")
-        load = Predictions(url)
+        load = PredictionLoad(url, timeout_s=30, pause_s=0.02)
         first.send_signal(signal.SIGUSR2)
         assert first.wait(60) == 0, log.read_text()[-3000:]
         mainpid = [m for m in systemd.received() if m.startswith("MAINPID=")]
@@ -256,7 +225,7 @@ def test_a_successor_that_cannot_start_leaves_the_agent_serving(tmp_path: Path) 
         wait_until(lambda: _answers(url), 60, "predictions")
         good = config.read_text()
         config.write_text(good + "[http]\n")  # the next agent refuses this file (exit 78)
-        load = Predictions(url)
+        load = PredictionLoad(url, timeout_s=30, pause_s=0.02)
         agent.send_signal(signal.SIGUSR2)
         failed = tmp_path / "state" / "handover-failed"
         wait_until(failed.exists, 60, "the failed handover recorded")
