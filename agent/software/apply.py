@@ -33,7 +33,6 @@ import errno
 import logging
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import time
@@ -44,7 +43,13 @@ from typing import Protocol
 
 from agent.errors import AgentError
 from agent.handover import TIMEOUT_S as HANDOVER_TIMEOUT_S
-from agent.software.files import Outcome, UpdateFiles, UpdateRequest, UpdateResult
+from agent.software.files import (
+    Outcome,
+    UpdateFiles,
+    UpdateRequest,
+    UpdateResult,
+    open_regular,
+)
 from agent.software.layout import Journal, VenvLayout
 from agent.software.manifest import (
     MANIFEST_FILE,
@@ -298,10 +303,11 @@ class Updater:
         for w in manifest.wheels:
             try:
                 _copy_regular(staged / w.file, dest / w.file, w.size)
-            except (OSError, Rejected) as exc:
+            except Rejected:
                 self._remove(dest)
-                if isinstance(exc, Rejected):
-                    raise
+                raise
+            except OSError as exc:
+                self._remove(dest)
                 raise Rejected(
                     f"wheels[{w.file}]: cannot copy {staged / w.file}: {exc.strerror}"
                 ) from None
@@ -413,20 +419,18 @@ def _copy_regular(src: Path, dest: Path, size: int) -> None:
     """Copy ``src``, a regular file the agent's user staged, as root: a link or a device put
     there is refused, not followed, and no more than ``size`` bytes (the manifest's, plus one
     to notice a longer file) are read."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        fd = os.open(src, flags)
+        fin = open_regular(src)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise Rejected(
                 f"wheels[{src.name}]: expected a file. Received: a symbolic link"
             ) from None
         raise
-    with os.fdopen(fd, "rb") as fin:
-        if not stat.S_ISREG(os.fstat(fin.fileno()).st_mode):
-            raise Rejected(f"wheels[{src.name}]: expected a regular file. Received: {src}")
-        with dest.open("wb") as fout:
-            left = size + 1
-            while left > 0 and (chunk := fin.read(min(left, 1 << 20))):
-                fout.write(chunk)
-                left -= len(chunk)
+    if fin is None:
+        raise Rejected(f"wheels[{src.name}]: expected a regular file. Received: {src}")
+    with fin, dest.open("wb") as fout:
+        left = size + 1
+        while left > 0 and (chunk := fin.read(min(left, 1 << 20))):
+            fout.write(chunk)
+            left -= len(chunk)

@@ -15,10 +15,12 @@ release's signature: it verifies the manifest and every wheel again after copyin
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from agent.software.manifest import ManifestError
 from models.manifest import write_atomic
@@ -123,6 +125,17 @@ def write_json(path: Path, doc: dict[str, Any], *, owner: tuple[int, int] | None
     """``doc`` written atomically (:func:`models.manifest.write_atomic`: a link an unprivileged
     user put at ``path`` is replaced, never followed)."""
     write_atomic(path, json.dumps(doc, sort_keys=True).encode(), owner=owner)
+
+
+def open_regular(path: Path) -> BinaryIO | None:
+    """``path`` opened for reading by root where the agent's user may have put anything: a
+    symbolic link is not followed (``OSError`` ``ELOOP``), and a FIFO or a device is not read
+    (``None``; a FIFO does not block the open either)."""
+    f = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb")
+    if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        return f
+    f.close()
+    return None
 
 
 def _object(data: bytes, what: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import pwd
-import stat
 import subprocess
 import time
 import urllib.error
@@ -21,7 +20,7 @@ from agent.errors import AgentError
 from agent.handover import FAILED_FILE as HANDOVER_FAILED
 from agent.slots import VERIFY_MEMORY_MB
 from agent.software.apply import Budget, GoldenCheck, HealthProbe, Updater
-from agent.software.files import UpdateFiles
+from agent.software.files import UpdateFiles, open_regular
 from agent.software.layout import BASE, VenvLayout
 
 logger = logging.getLogger(__name__)
@@ -72,16 +71,17 @@ class Systemctl:
         if path is None:
             return None
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            f = open_regular(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
             why = f"{path}: {exc.strerror}"
         else:
-            with os.fdopen(fd, "rb") as f:
-                regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
-                data = f.read(512) if regular else b"not a regular file"
-            why = data.decode(errors="replace").strip() or "the handover failed"
+            if f is None:
+                why = "not a regular file"
+            else:
+                with f:
+                    why = f.read(512).decode(errors="replace").strip() or "the handover failed"
         path.unlink(missing_ok=True)
         return why
 
