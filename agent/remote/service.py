@@ -197,20 +197,14 @@ class RemoteConfig:
             self._decide(command, digest, last_seq)
         except SignerUnavailable as exc:
             logger.warning("remote command %d: %s; retry in %g s", command.seq, exc, RETRY_SIGNER_S)
-            if digest not in self._retrying:  # said once, not at every try
-                self._retrying.add(digest)
+            if self._first_try(digest):  # said once, not at every try
                 self._ack(command.seq, "refused", errors=(f"{exc} (retrying)",))
-            with self._lock:
-                if self._latest is None and command.expires > self.clock():
-                    self._latest, self._retry_at = payload, time.monotonic() + RETRY_SIGNER_S
+            self._try_again(command, payload, RETRY_SIGNER_S)
             return
         except UpdateInProgress as exc:  # answered once the running update is done
-            if digest not in self._retrying:
-                self._retrying.add(digest)
+            if self._first_try(digest):
                 logger.info("remote command %d waits: %s", command.seq, exc)
-            with self._lock:
-                if self._latest is None and command.expires > self.clock():
-                    self._latest, self._retry_at = payload, time.monotonic() + UPDATE_POLL_S
+            self._try_again(command, payload, UPDATE_POLL_S)
             return
         except Refused as exc:
             logger.warning("remote command %d refused: %s", command.seq, exc)
@@ -219,6 +213,17 @@ class RemoteConfig:
             logger.warning("remote command %d rejected: %s", command.seq, exc)
             self._ack(command.seq, "rejected", errors=tuple(exc.errors))
         self._answered.add(digest)
+
+    def _first_try(self, digest: str) -> bool:
+        first = digest not in self._retrying
+        self._retrying.add(digest)
+        return first
+
+    def _try_again(self, command: Command, payload: bytes, after_s: float) -> None:
+        """Handle ``payload`` again in ``after_s``, unless a newer command came or it expired."""
+        with self._lock:
+            if self._latest is None and command.expires > self.clock():
+                self._latest, self._retry_at = payload, time.monotonic() + after_s
 
     def _decide(self, command: Command, digest: str, last_seq: int) -> None:
         device = self.settings.device_id
