@@ -30,6 +30,7 @@ from agent.software.manifest import (
     ManifestError,
     SoftwareManifest,
     Wheel,
+    check_wheels,
     file_sha256,
     signed_bytes,
 )
@@ -112,9 +113,11 @@ def publish(
         assert old is not None
         logger.info("release %s already published with these wheels", version)
         signed = old
-        listed_by_name = {w.file: w for w in old.wheels}
-        for w in wheels:  # a copy a crash cut short is made again
-            if not _same(target / w.name, listed_by_name.get(w.name)):
+        try:
+            check_wheels(old, target)
+        except ManifestError as exc:  # a copy a crash cut short: made again
+            logger.warning("release %s: %s; copying its wheels again", version, exc)
+            for w in wheels:
                 _copy(w, target / w.name)
     else:
         target.mkdir(parents=True, exist_ok=True)
@@ -158,14 +161,3 @@ def _copy(src: Path, dest: Path) -> None:
     with tmp.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dest)
-
-
-def _same(path: Path, wheel: Wheel | None) -> bool:
-    try:
-        return (
-            wheel is not None
-            and path.stat().st_size == wheel.size
-            and file_sha256(path) == wheel.sha256
-        )
-    except OSError:
-        return False
