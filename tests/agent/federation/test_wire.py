@@ -24,8 +24,10 @@ def test_round_trip_keeps_header_dtypes_and_shapes() -> None:
         np.array([1, -2], np.int8),
         np.zeros((0, 4)),
     ]
-    threading.Thread(target=wire.send, args=(a, {"op": "fit", "round": 3}, arrays)).start()
+    sender = threading.Thread(target=wire.send, args=(a, {"op": "fit", "round": 3}, arrays))
+    sender.start()
     header, got = wire.recv(b)
+    sender.join(10)  # before b closes: the empty array's last (empty) chunk may still be going
     assert header == {"op": "fit", "round": 3}
     assert [g.dtype for g in got] == [x.dtype for x in arrays]
     for g, x in zip(got, arrays, strict=True):
